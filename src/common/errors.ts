@@ -1,0 +1,67 @@
+/**
+ * Errors shaped like Node's fs errors: `code`, `errno`, `syscall`, `path`, and a
+ * message such as `ENOENT: no such file or directory, open '/x'`, followed by a
+ * sentence that says what to do.
+ *
+ * @module
+ */
+
+/** The error codes thinstack raises, as Node's fs does. */
+export type ErrorCode =
+  | "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EROFS"
+  | "ENOSPC" | "EBUSY" | "EINVAL" | "EIO" | "ELOOP" | "EXDEV" | "EPERM"
+  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK";
+
+const descriptions: Record<ErrorCode, [string, number]> = {
+  ENOENT: ["no such file or directory", -2],
+  EEXIST: ["file already exists", -17],
+  ENOTDIR: ["not a directory", -20],
+  EISDIR: ["illegal operation on a directory", -21],
+  ENOTEMPTY: ["directory not empty", -39],
+  EROFS: ["read-only file system", -30],
+  ENOSPC: ["no space left on device", -28],
+  EBUSY: ["resource busy or locked", -16],
+  EINVAL: ["invalid argument", -22],
+  EIO: ["i/o error", -5],
+  ELOOP: ["too many symbolic links encountered", -40],
+  EXDEV: ["cross-device link not permitted", -18],
+  EPERM: ["operation not permitted", -1],
+  EACCES: ["permission denied", -13],
+  EBADF: ["bad file descriptor", -9],
+  ENAMETOOLONG: ["name too long", -36],
+  EMLINK: ["too many links", -31],
+};
+
+/** An Error with Node's fs error fields. */
+export interface StoreError extends Error {
+  code: ErrorCode;
+  errno: number;
+  syscall: string;
+  path?: string;
+}
+
+/**
+ * Makes an error in Node's format.
+ *
+ * @example
+ * ```ts
+ * import { storeError } from "./errors.ts";
+ * const e = storeError("ENOENT", "open", "/x");
+ * console.log(e.message); // ENOENT: no such file or directory, open '/x'
+ * ```
+ */
+export function storeError(code: ErrorCode, syscall: string, path?: string | number, hint?: string): StoreError {
+  const [text, errno] = descriptions[code];
+  const where = path === undefined ? "" : ` '${path}'`;
+  const err = new Error(`${code}: ${text}, ${syscall}${where}${hint ? `: ${hint}` : ""}`) as StoreError;
+  err.code = code;
+  err.errno = errno;
+  err.syscall = syscall;
+  if (path !== undefined) err.path = String(path);
+  return err;
+}
+
+/** True when `e` is an error carrying `code`. */
+export function hasCode(e: unknown, code: ErrorCode | string): boolean {
+  return typeof e === "object" && e !== null && (e as { code?: unknown }).code === code;
+}

@@ -1,0 +1,78 @@
+/**
+ * The process-wide block I/O executor: one piscina pool of worker threads and one
+ * shared arena cut into slots, used by every open pool. It starts with the first open
+ * pool and stops with the last, so an idle process keeps no threads.
+ *
+ * @module
+ */
+import os from "node:os";
+import { Piscina } from "piscina";
+import { storeError, type ErrorCode } from "../common/errors.ts";
+import type { IoResult, IoTask } from "./iotask.ts";
+
+/** Bytes of one arena slot: the most data one task moves. */
+export const SLOT_SIZE = 1024 * 1024;
+const SLOTS = 32;
+
+/** Worker threads and the shared arena. */
+export class BlockIo {
+  static #shared: BlockIo | undefined;
+  static #users = 0;
+
+  /** Takes a reference to the shared executor, starting it if needed. */
+  static acquire(threads?: number): BlockIo {
+    BlockIo.#users++;
+    BlockIo.#shared ??= new BlockIo(threads ?? Math.max(2, os.availableParallelism?.() ?? os.cpus().length));
+    return BlockIo.#shared;
+  }
+
+  /** Drops a reference; the last one stops the workers. */
+  static async release(): Promise<void> {
+    if (--BlockIo.#users > 0) return;
+    const io = BlockIo.#shared;
+    BlockIo.#shared = undefined;
+    if (io) await io.#workers.destroy();
+  }
+
+  readonly arena: Uint8Array;
+  readonly #workers: Piscina;
+  readonly #free: number[] = [];
+  readonly #waiting: ((slot: number) => void)[] = [];
+
+  private constructor(threads: number) {
+    const sab = new SharedArrayBuffer(SLOT_SIZE * SLOTS);
+    this.arena = new Uint8Array(sab);
+    for (let i = 0; i < SLOTS; i++) this.#free.push(i * SLOT_SIZE);
+    this.#workers = new Piscina({
+      filename: new URL("../../workers/blockio.ts", import.meta.url).href,
+      minThreads: 1,
+      maxThreads: threads,
+      idleTimeout: 5_000,
+      workerData: { arena: sab },
+    });
+  }
+
+  /** Runs `fn` with a slot of the arena (its byte offset) held; waits when all are taken. */
+  async withSlot<T>(fn: (at: number) => Promise<T>): Promise<T> {
+    const at = this.#free.pop() ?? await new Promise<number>((r) => this.#waiting.push(r));
+    try {
+      return await fn(at);
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next(at);
+      else this.#free.push(at);
+    }
+  }
+
+  /** Runs one task on a worker; a failure is rethrown here with its code. */
+  async run(task: IoTask): Promise<void> {
+    const result = await this.#workers.run(task) as IoResult;
+    if (result) {
+      const code = (result.code ?? "EIO") as ErrorCode;
+      const err = storeError(code in codes ? code : "EIO", result.syscall ?? "io", task.file, result.message);
+      throw err;
+    }
+  }
+}
+
+const codes: Record<string, true> = { ENOENT: true, ENOSPC: true, EIO: true, EACCES: true, EPERM: true, EBADF: true, EINVAL: true };

@@ -1,0 +1,202 @@
+/**
+ * Reads, writes and discards of one thin device, planned on the main thread (which
+ * pool block each byte goes to) and carried out by the I/O workers.
+ *
+ * A write to a block goes in place only when the block is this device's alone and was
+ * allocated in the open transaction. Otherwise it is redirected to a new block: shared
+ * blocks so the other devices never see the write (copy-on-write), committed blocks so
+ * that the last commit's data stays intact until the next commit (a crash then reopens
+ * exactly the committed bytes). Only a partial-block write copies the old block, inside
+ * a worker; a whole-block write just writes the new block.
+ *
+ * @module
+ */
+import { storeError } from "../common/errors.ts";
+import { BlockIo, SLOT_SIZE } from "./blockio.ts";
+import type { IoOp } from "./iotask.ts";
+import type { MapForest, Mapping } from "./maptree.ts";
+import type { SpaceMap } from "./spacemap.ts";
+import type { BlockNo, DeviceId, VBlock } from "./types.ts";
+
+/** What device I/O needs from its pool. */
+export interface IoContext {
+  readonly io: BlockIo;
+  readonly forest: MapForest;
+  readonly space: SpaceMap;
+  readonly blockSize: number;
+  readonly file: string;
+  readonly key: string;
+  /** Commits to make the open transaction's freed blocks allocatable; false if that frees nothing. */
+  reclaim(): Promise<boolean>;
+}
+
+/** A data transfer between the file and a byte array: `pos` in the file, `at` in the array. */
+interface Piece { pos: number; at: number; len: number }
+
+/** Checks that a range lies inside a device; EINVAL otherwise. */
+export function checkRange(id: DeviceId, size: number, offset: number, length: number, syscall: string): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+    throw storeError("EINVAL", syscall, `device ${id}`, `range [${offset}, ${offset}+${length}) is outside the device's ${size} bytes`);
+  }
+}
+
+/** Appends a piece, merging it into the last one when both are contiguous. */
+function push(pieces: Piece[], p: Piece): void {
+  const last = pieces[pieces.length - 1];
+  if (last && last.pos + last.len === p.pos && last.at + last.len === p.at) last.len += p.len;
+  else pieces.push(p);
+}
+
+/** Splits pieces into batches of at most one arena slot of data each. */
+function batches(pieces: Piece[]): Piece[][] {
+  const out: Piece[][] = [];
+  let cur: Piece[] = [];
+  let fill = 0;
+  for (const p of pieces) {
+    for (let k = 0; k < p.len;) {
+      const n = Math.min(p.len - k, SLOT_SIZE - fill);
+      cur.push({ pos: p.pos + k, at: p.at + k, len: n });
+      fill += n;
+      k += n;
+      if (fill === SLOT_SIZE) { out.push(cur); cur = []; fill = 0; }
+    }
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+/** Reads a range; unmapped blocks read as zeros without I/O. */
+export async function readRange(ctx: IoContext, m: Mapping, offset: number, length: number): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  const bs = ctx.blockSize;
+  const pieces: Piece[] = [];
+  for (let off = offset; off < offset + length;) {
+    const vb: VBlock = Math.floor(off / bs);
+    const inBlock = off - vb * bs;
+    const len = Math.min(bs - inBlock, offset + length - off);
+    const pb = ctx.forest.lookup(m, vb);
+    if (pb >= 0) push(pieces, { pos: pb * bs + inBlock, at: off - offset, len });
+    off += len;
+  }
+  await Promise.all(batches(pieces).map((batch) =>
+    ctx.io.withSlot(async (slot) => {
+      let fill = 0;
+      const ops: IoOp[] = batch.map((p) => {
+        const op: IoOp = { op: "read", pos: p.pos, at: slot + fill, len: p.len };
+        fill += p.len;
+        return op;
+      });
+      await ctx.io.run({ file: ctx.file, key: ctx.key, ops });
+      fill = 0;
+      for (const p of batch) {
+        out.set(ctx.io.arena.subarray(slot + fill, slot + fill + p.len), p.at);
+        fill += p.len;
+      }
+    })
+  ));
+  return out;
+}
+
+/** How one block of a write is carried out. */
+interface BlockPlan {
+  vb: VBlock;
+  /** The block written; a new one unless the write goes in place. */
+  target: BlockNo;
+  fresh: boolean;
+  /** Block to copy first (partial write over mapped data). */
+  copyFrom: BlockNo;
+  inBlock: number;
+  len: number;
+  /** Offset of this block's bytes in the caller's buffer. */
+  at: number;
+}
+
+/** Writes a range: allocate-on-demand, copy-on-write, redirect-on-write. ENOSPC changes nothing. */
+export async function writeRange(ctx: IoContext, id: DeviceId, m: Mapping, offset: number, bytes: Uint8Array): Promise<void> {
+  const bs = ctx.blockSize;
+  const plans: BlockPlan[] = [];
+  let needed = 0;
+  for (let off = offset; off < offset + bytes.byteLength;) {
+    const vb = Math.floor(off / bs);
+    const inBlock = off - vb * bs;
+    const len = Math.min(bs - inBlock, offset + bytes.byteLength - off);
+    const { block, exclusive } = ctx.forest.resolve(m, vb);
+    const inPlace = block >= 0 && exclusive && ctx.space.isFresh(block);
+    if (!inPlace) needed++;
+    plans.push({ vb, target: inPlace ? block : -1, fresh: !inPlace, copyFrom: inPlace || len === bs ? -1 : block, inBlock, len, at: off - offset });
+    off += len;
+  }
+  if (needed > ctx.space.allocatable) {
+    // Blocks freed in this transaction become usable once it commits, as dm-thin does when it runs out.
+    if (!(await ctx.reclaim()) || needed > ctx.space.allocatable) {
+      throw storeError("ENOSPC", "write", `device ${id}`,
+        `the pool needs ${needed} free block(s) and has ${ctx.space.allocatable}; discard or delete devices, or resize the pool`);
+    }
+  }
+  for (const p of plans) if (p.fresh) p.target = ctx.space.allocate();
+  try {
+    await carryOut(ctx, plans, bytes);
+  } catch (e) {
+    for (const p of plans) if (p.fresh) ctx.space.unref(p.target);
+    throw e;
+  }
+  for (const p of plans) {
+    if (!p.fresh) continue;
+    const old = ctx.forest.set(m, p.vb, p.target);
+    if (old >= 0) ctx.space.unref(old);
+  }
+}
+
+async function carryOut(ctx: IoContext, plans: BlockPlan[], bytes: Uint8Array): Promise<void> {
+  const bs = ctx.blockSize;
+  // Copies first: the partial write that follows lands on top of the copied block.
+  const copies: IoOp[] = [];
+  const zeros: IoOp[] = [];
+  const pieces: Piece[] = [];
+  for (const p of plans) {
+    const base = p.target * bs;
+    if (p.copyFrom >= 0) copies.push({ op: "copy", src: p.copyFrom * bs, pos: base, len: bs });
+    else if (p.fresh && p.len < bs) {
+      // A new block may hold an earlier owner's bytes: zero what this write does not cover.
+      if (p.inBlock > 0) zeros.push({ op: "zero", pos: base, len: p.inBlock });
+      const end = p.inBlock + p.len;
+      if (end < bs) zeros.push({ op: "zero", pos: base + end, len: bs - end });
+    }
+    push(pieces, { pos: base + p.inBlock, at: p.at, len: p.len });
+  }
+  if (copies.length) await ctx.io.run({ file: ctx.file, key: ctx.key, ops: copies });
+  const runs = batches(pieces).map((batch, i) =>
+    ctx.io.withSlot(async (slot) => {
+      let fill = 0;
+      const ops: IoOp[] = i === 0 ? zeros : [];
+      for (const p of batch) {
+        ctx.io.arena.set(bytes.subarray(p.at, p.at + p.len), slot + fill);
+        ops.push({ op: "write", pos: p.pos, at: slot + fill, len: p.len });
+        fill += p.len;
+      }
+      await ctx.io.run({ file: ctx.file, key: ctx.key, ops });
+    })
+  );
+  if (runs.length === 0 && zeros.length) runs.push(ctx.io.run({ file: ctx.file, key: ctx.key, ops: zeros }));
+  await Promise.all(runs);
+}
+
+/** Discards a range: whole blocks are unmapped, the partial edges are zeroed. */
+export async function discardRange(ctx: IoContext, id: DeviceId, m: Mapping, offset: number, length: number): Promise<void> {
+  const bs = ctx.blockSize;
+  const end = offset + length;
+  const first = Math.ceil(offset / bs);
+  const last = Math.floor(end / bs);
+  if (first > last) return zeroIfMapped(ctx, id, m, offset, length);
+  if (offset < first * bs) await zeroIfMapped(ctx, id, m, offset, first * bs - offset);
+  if (end > last * bs) await zeroIfMapped(ctx, id, m, last * bs, end - last * bs);
+  for (let vb = first; vb < last; vb++) {
+    const old = ctx.forest.set(m, vb, -1);
+    if (old >= 0) ctx.space.unref(old);
+  }
+}
+
+async function zeroIfMapped(ctx: IoContext, id: DeviceId, m: Mapping, offset: number, length: number): Promise<void> {
+  if (length === 0 || ctx.forest.lookup(m, Math.floor(offset / ctx.blockSize)) < 0) return;
+  await writeRange(ctx, id, m, offset, new Uint8Array(length));
+}

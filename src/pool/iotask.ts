@@ -1,0 +1,32 @@
+/**
+ * The messages between the pool and its I/O workers. Tasks carry file positions and
+ * offsets into a shared arena, never block data: under Deno, cloning bytes through
+ * worker messages runs at ~18 MiB/s, while the shared arena moves them at memory speed.
+ *
+ * @module
+ */
+
+/** One step of a task, run in order. Positions are byte offsets in the data file. */
+export type IoOp =
+  /** Write `len` bytes from the arena at `at` to the file at `pos`. */
+  | { op: "write"; pos: number; at: number; len: number }
+  /** Read `len` bytes at `pos` into the arena at `at`. */
+  | { op: "read"; pos: number; at: number; len: number }
+  /** Copy `len` bytes inside the file, from `src` to `pos`. */
+  | { op: "copy"; src: number; pos: number; len: number }
+  /** Write `len` zero bytes at `pos`. */
+  | { op: "zero"; pos: number; len: number }
+  /** fdatasync the file. */
+  | { op: "sync" };
+
+/** A batch of steps on one data file. */
+export interface IoTask {
+  /** Path of the data file; each worker opens it itself (Deno gives workers their own fd tables). */
+  file: string;
+  /** Distinguishes two openings of the same path, so a worker never writes through a stale descriptor. */
+  key: string;
+  ops: IoOp[];
+}
+
+/** A worker's answer: null, or the error's fields (an error's `code` does not survive the worker boundary). */
+export type IoResult = null | { code?: string; message: string; syscall?: string };

@@ -1,0 +1,102 @@
+/**
+ * Crash-safe metadata files. Every file is written once under a fresh name, fsynced,
+ * and never changed; the only file ever replaced is the root record, and that by one
+ * atomic rename. A crash at any point leaves either the old root (and its files) or the
+ * new one; files the live root does not name are leftovers and are removed at open.
+ *
+ * @module
+ */
+import fs from "node:fs/promises";
+import path from "node:path";
+import { decodeCbor, encodeCbor } from "./cbor.ts";
+
+/** Name of the root record inside the metadata directory. */
+export const ROOT_FILE = "pool.cbor";
+
+/** The metadata directory of a pool. */
+export class MetaStore {
+  /** Bytes of every file written or found, by name; its sum is the metadata in use. */
+  readonly sizes = new Map<string, number>();
+  #seq = 0;
+
+  constructor(readonly dir: string) {}
+
+  /** Writes `value` to a new file named after `prefix` and the transaction; returns the name. */
+  async write(prefix: string, transactionId: number, value: unknown): Promise<string> {
+    const name = `${prefix}.${transactionId}.${(this.#seq++).toString(36)}.cbor`;
+    const bytes = encodeCbor(value);
+    const fh = await fs.open(path.join(this.dir, name), "wx");
+    try {
+      await fh.writeFile(bytes);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    this.sizes.set(name, bytes.byteLength);
+    return name;
+  }
+
+  /** Reads and decodes one file. */
+  async read(name: string): Promise<unknown> {
+    const bytes = await fs.readFile(path.join(this.dir, name));
+    this.sizes.set(name, bytes.byteLength);
+    return decodeCbor(bytes);
+  }
+
+  /** Replaces the root record atomically: write a temporary file, fsync, rename, fsync the directory. */
+  async switchRoot(value: unknown): Promise<number> {
+    const bytes = encodeCbor(value);
+    const tmp = path.join(this.dir, `${ROOT_FILE}.tmp`);
+    const fh = await fs.open(tmp, "w");
+    try {
+      await fh.writeFile(bytes);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, path.join(this.dir, ROOT_FILE));
+    await this.syncDir();
+    this.sizes.set(ROOT_FILE, bytes.byteLength);
+    return bytes.byteLength;
+  }
+
+  /** Reads the root record, or undefined when there is none. */
+  async readRoot(): Promise<unknown | undefined> {
+    try {
+      return await this.read(ROOT_FILE);
+    } catch (e) {
+      if ((e as { code?: string }).code === "ENOENT") return undefined;
+      throw e;
+    }
+  }
+
+  /** Removes every file not in `live` (and not the root). */
+  async collect(live: Set<string>): Promise<void> {
+    for (const name of await fs.readdir(this.dir)) {
+      if (name === ROOT_FILE || live.has(name)) continue;
+      await fs.rm(path.join(this.dir, name), { force: true });
+      this.sizes.delete(name);
+    }
+  }
+
+  /** Bytes used by the root and the named files. */
+  bytesOf(live: Iterable<string>): number {
+    let n = this.sizes.get(ROOT_FILE) ?? 0;
+    for (const name of live) n += this.sizes.get(name) ?? 0;
+    return n;
+  }
+
+  async syncDir(): Promise<void> {
+    // Directory fsync makes the rename itself durable. Some platforms refuse it; the
+    // rename is still atomic there, only its durability is up to the OS.
+    let fh: fs.FileHandle | undefined;
+    try {
+      fh = await fs.open(this.dir, "r");
+      await fh.sync();
+    } catch {
+      /* not supported on this platform */
+    } finally {
+      await fh?.close();
+    }
+  }
+}

@@ -1,0 +1,92 @@
+/** Names for the numbers the pool deals in, and its public shapes. @module */
+
+/** A thin device's id: 24 bits, as in dm-thin (0 .. 16,777,215). */
+export type DeviceId = number;
+/** A block of the pool's data file (physical). */
+export type BlockNo = number;
+/** A block of a thin device's address space (virtual). */
+export type VBlock = number;
+/** Id of a node of a device's mapping tree; never reused. */
+export type NodeId = number;
+
+/** The largest device id (24 bits). */
+export const MAX_DEVICE_ID = 0xffffff;
+/** dm-thin's smallest block size and the unit every block size is a multiple of. */
+export const MIN_BLOCK_SIZE = 64 * 1024;
+/** dm-thin's largest block size. */
+export const MAX_BLOCK_SIZE = 1024 * 1024 * 1024;
+
+/** Options of {@linkcode Pool.create}. */
+export interface PoolCreateOptions {
+  /** Size of the sparse data file in bytes; the pool's capacity. */
+  dataSize: number;
+  /** Block size in bytes: a multiple of 64 KiB from 64 KiB to 1 GiB. Default 64 KiB. */
+  blockSize?: number;
+  /** Bytes of metadata the pool may use before commits fail with ENOSPC. Default 2 GiB. */
+  metadataSize?: number;
+}
+
+/** Options of {@linkcode Pool.open}. */
+export interface PoolOpenOptions {
+  /** Worker threads for block I/O (shared by every open pool in the process). Default: 2 or the core count. */
+  ioThreads?: number;
+}
+
+/** What {@linkcode Pool.status} reports, after dm-thin's status line. */
+export interface PoolStatus {
+  transactionId: number;
+  blockSize: number;
+  dataBlocks: { used: number; total: number };
+  metadataBytes: { used: number; total: number };
+  /** Blocks freed in the open transaction; they become allocatable at the next commit. */
+  pendingFreeBlocks: number;
+  devices: number;
+}
+
+/** A device as {@linkcode Pool.devices} lists it. */
+export interface DeviceInfo {
+  id: DeviceId;
+  size: number;
+}
+
+/** Mapping counts of one device, as thin_ls shows them. */
+export interface DeviceUsage {
+  id: DeviceId;
+  /** Blocks the device maps. */
+  mapped: number;
+  /** Mapped blocks no other device sees. */
+  exclusive: number;
+  /** Mapped blocks another device sees too. */
+  shared: number;
+}
+
+/** A thin device: a virtual block device whose blocks are taken from the pool when written. */
+export interface ThinDevice {
+  readonly id: DeviceId;
+  readonly size: number;
+  /** Reads `length` bytes at `offset`; never-written ranges read as zeros. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  /** Writes `bytes` at `offset`, allocating or copying blocks as needed. */
+  write(offset: number, bytes: Uint8Array): Promise<void>;
+  /** Makes the range read as zeros; whole blocks go back to the pool when nothing else sees them. */
+  discard(offset: number, length: number): Promise<void>;
+}
+
+/**
+ * Something that commits its own metadata with the pool's transactions (the layer
+ * store does). At each commit the pool asks it for its new files and its root record;
+ * all of it is switched in with the pool's own metadata by one atomic rename.
+ */
+export interface CommitParticipant {
+  /** Writes new files through `tx` and returns the root record to store (small, CBOR-encodable). */
+  prepareCommit(tx: MetadataTransaction): Promise<unknown>;
+  /** Names of metadata files this participant still needs after the commit. */
+  liveFiles(): Iterable<string>;
+}
+
+/** Writes new, immutable metadata files during a commit. */
+export interface MetadataTransaction {
+  readonly transactionId: number;
+  /** Writes `value` as CBOR to a new file whose name starts with `prefix`; returns the file name. */
+  writeCbor(prefix: string, value: unknown): Promise<string>;
+}

@@ -1,0 +1,81 @@
+/**
+ * Block I/O worker: runs batches of reads, writes, copies, zeroing and syncs against a
+ * pool's data file. Data moves through the shared arena the main thread gives every
+ * worker at start; copies stay inside the worker.
+ */
+import fs from "node:fs";
+import { Buffer } from "node:buffer";
+import { workerData } from "piscina";
+import { LRUCache } from "lru-cache";
+import type { IoResult, IoTask } from "../src/pool/iotask.ts";
+
+const arena = Buffer.from(workerData.arena as SharedArrayBuffer);
+const CHUNK = 1024 * 1024;
+const scratch = Buffer.alloc(CHUNK);
+const zeros = Buffer.alloc(CHUNK);
+
+// Bounded, so descriptors of closed pools are let go; the key carries the opening's id.
+const files = new LRUCache<string, number>({ max: 8, dispose: (fd) => fs.closeSync(fd) });
+
+function fdFor(task: IoTask): number {
+  let fd = files.get(task.key);
+  if (fd === undefined) {
+    fd = fs.openSync(task.file, "r+");
+    files.set(task.key, fd);
+  }
+  return fd;
+}
+
+function writeAll(fd: number, buf: Uint8Array, pos: number): void {
+  let done = 0;
+  while (done < buf.byteLength) {
+    done += fs.writeSync(fd, buf, done, buf.byteLength - done, pos + done);
+  }
+}
+
+function readAll(fd: number, buf: Uint8Array, pos: number): void {
+  let done = 0;
+  while (done < buf.byteLength) {
+    const n = fs.readSync(fd, buf, done, buf.byteLength - done, pos + done);
+    if (n === 0) {
+      buf.fill(0, done);
+      return;
+    }
+    done += n;
+  }
+}
+
+export default function run(task: IoTask): IoResult {
+  try {
+    const fd = fdFor(task);
+    for (const op of task.ops) {
+      switch (op.op) {
+        case "write":
+          writeAll(fd, arena.subarray(op.at, op.at + op.len), op.pos);
+          break;
+        case "read":
+          readAll(fd, arena.subarray(op.at, op.at + op.len), op.pos);
+          break;
+        case "copy":
+          for (let k = 0; k < op.len; k += CHUNK) {
+            const piece = scratch.subarray(0, Math.min(CHUNK, op.len - k));
+            readAll(fd, piece, op.src + k);
+            writeAll(fd, piece, op.pos + k);
+          }
+          break;
+        case "zero":
+          for (let k = 0; k < op.len; k += CHUNK) {
+            writeAll(fd, zeros.subarray(0, Math.min(CHUNK, op.len - k)), op.pos + k);
+          }
+          break;
+        case "sync":
+          fs.fdatasyncSync(fd);
+          break;
+      }
+    }
+    return null;
+  } catch (e) {
+    const err = e as { code?: string; message?: string; syscall?: string };
+    return { code: err.code, message: String(err.message ?? e), syscall: err.syscall };
+  }
+}
