@@ -6,6 +6,7 @@
  * @module
  */
 import os from "node:os";
+import { setTimeout as later } from "node:timers";
 import { Piscina } from "piscina";
 import { storeError, type ErrorCode } from "../common/errors.ts";
 import type { IoResult, IoTask } from "./iotask.ts";
@@ -13,25 +14,38 @@ import type { IoResult, IoTask } from "./iotask.ts";
 /** Bytes of one arena slot: the most data one task moves. */
 export const SLOT_SIZE = 1024 * 1024;
 const SLOTS = 32;
+const LINGER_MS = 1000;
 
 /** Worker threads and the shared arena. */
 export class BlockIo {
   static #shared: BlockIo | undefined;
   static #users = 0;
+  static #stopping: ReturnType<typeof later> | undefined;
 
   /** Takes a reference to the shared executor, starting it if needed. */
   static acquire(threads?: number): BlockIo {
     BlockIo.#users++;
+    if (BlockIo.#stopping) clearTimeout(BlockIo.#stopping);
+    BlockIo.#stopping = undefined;
     BlockIo.#shared ??= new BlockIo(threads ?? Math.max(2, os.availableParallelism?.() ?? os.cpus().length));
     return BlockIo.#shared;
   }
 
-  /** Drops a reference; the last one stops the workers. */
-  static async release(): Promise<void> {
-    if (--BlockIo.#users > 0) return;
-    const io = BlockIo.#shared;
-    BlockIo.#shared = undefined;
-    if (io) await io.#workers.destroy();
+  /**
+   * Drops a reference. The workers stop a moment after the last one goes (closing the
+   * data files they hold open), so a close followed by an open reuses warm threads.
+   * Neither idle workers nor the timer keep the process alive.
+   */
+  static release(): Promise<void> {
+    if (--BlockIo.#users > 0) return Promise.resolve();
+    BlockIo.#stopping = later(() => {
+      const io = BlockIo.#shared;
+      BlockIo.#shared = undefined;
+      BlockIo.#stopping = undefined;
+      if (io) void io.#workers.destroy();
+    }, LINGER_MS);
+    BlockIo.#stopping.unref();
+    return Promise.resolve();
   }
 
   readonly arena: Uint8Array;

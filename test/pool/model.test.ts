@@ -1,0 +1,195 @@
+// Model-based test of the pool: random sequences of device operations, commits and
+// reopenings against an in-memory model of every device's bytes and of which blocks
+// are shared. After every step each device reads as the model says, and the pool's used
+// blocks equal the model's count of distinct live blocks.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { Pool } from "../../src/pool/pool.ts";
+import { hasCode } from "../../src/common/errors.ts";
+import { runs, withTmp } from "../helpers/tmp.ts";
+
+const BS = 64 * 1024;
+const POOL_BLOCKS = 24;
+const MAX_DEVICE_BLOCKS = 4;
+
+/** A device in the model: its bytes, and a token per block naming the pool block behind it. */
+interface ModelDevice { bytes: Uint8Array; tokens: (number | undefined)[] }
+
+class Model {
+  devices = new Map<number, ModelDevice>();
+  #next = 1;
+  token(): number { return this.#next++; }
+  used(): number {
+    const live = new Set<number>();
+    for (const d of this.devices.values()) for (const t of d.tokens) if (t !== undefined) live.add(t);
+    return live.size;
+  }
+}
+
+interface Real { pool: Pool; dir: string }
+
+async function check(m: Model, r: Real): Promise<void> {
+  const ids = [...m.devices.keys()].sort((a, b) => a - b);
+  assert.deepEqual(r.pool.devices().map((d) => d.id), ids);
+  for (const id of ids) {
+    const want = m.devices.get(id)!.bytes;
+    const got = await r.pool.device(id).read(0, want.byteLength);
+    if (Buffer.compare(Buffer.from(got), Buffer.from(want)) !== 0) {
+      const at = got.findIndex((b, i) => b !== want[i]);
+      assert.fail(`device ${id} differs from the model at byte ${at}: ${got[at]} != ${want[at]}`);
+    }
+  }
+  assert.equal(r.pool.status().dataBlocks.used, m.used(), "used blocks = distinct live blocks of the model");
+}
+
+const pickDevice = (m: Model, k: number) => [...m.devices.keys()].sort((a, b) => a - b)[k % m.devices.size];
+
+class CreateThin implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly id: number, readonly blocks: number) {}
+  check(m: Readonly<Model>) { return !m.devices.has(this.id); }
+  async run(m: Model, r: Real) {
+    await r.pool.createThin(this.id, this.blocks * BS);
+    m.devices.set(this.id, { bytes: new Uint8Array(this.blocks * BS), tokens: new Array(this.blocks).fill(undefined) });
+    await check(m, r);
+  }
+  toString() { return `createThin(${this.id}, ${this.blocks} blocks)`; }
+}
+
+class Snapshot implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly id: number, readonly k: number) {}
+  check(m: Readonly<Model>) { return m.devices.size > 0 && !m.devices.has(this.id); }
+  async run(m: Model, r: Real) {
+    const origin = pickDevice(m, this.k);
+    await r.pool.createSnapshot(this.id, origin);
+    const o = m.devices.get(origin)!;
+    m.devices.set(this.id, { bytes: o.bytes.slice(), tokens: o.tokens.slice() });
+    await check(m, r);
+  }
+  toString() { return `createSnapshot(${this.id}, #${this.k})`; }
+}
+
+class Write implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly k: number, readonly at: number, readonly len: number, readonly fill: number) {}
+  check(m: Readonly<Model>) { return m.devices.size > 0; }
+  async run(m: Model, r: Real) {
+    const id = pickDevice(m, this.k);
+    const d = m.devices.get(id)!;
+    const at = this.at % d.bytes.byteLength;
+    const len = Math.min(this.len, d.bytes.byteLength - at);
+    const data = new Uint8Array(len).fill(this.fill);
+    const freeBefore = POOL_BLOCKS - r.pool.status().dataBlocks.used;
+    try {
+      await r.pool.device(id).write(at, data);
+    } catch (e) {
+      if (!hasCode(e, "ENOSPC")) throw e;
+      const touched = len === 0 ? 0 : Math.floor((at + len - 1) / BS) - Math.floor(at / BS) + 1;
+      assert.ok(freeBefore < touched, `ENOSPC with ${freeBefore} free blocks for a write over ${touched}`);
+      return await check(m, r); // nothing changed
+    }
+    d.bytes.set(data, at);
+    for (let b = Math.floor(at / BS); len > 0 && b <= Math.floor((at + len - 1) / BS); b++) d.tokens[b] = m.token();
+    await check(m, r);
+  }
+  toString() { return `write(#${this.k}, ${this.at}, ${this.len}, ${this.fill})`; }
+}
+
+class Discard implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly k: number, readonly at: number, readonly len: number) {}
+  check(m: Readonly<Model>) { return m.devices.size > 0; }
+  async run(m: Model, r: Real) {
+    const id = pickDevice(m, this.k);
+    const d = m.devices.get(id)!;
+    const at = this.at % d.bytes.byteLength;
+    const len = Math.min(this.len, d.bytes.byteLength - at);
+    try {
+      await r.pool.device(id).discard(at, len);
+    } catch (e) {
+      // Zeroing a partial block of a shared or committed block needs a new block.
+      if (!hasCode(e, "ENOSPC")) throw e;
+      return await check(m, r);
+    }
+    d.bytes.fill(0, at, at + len);
+    for (let b = Math.floor(at / BS); len > 0 && b <= Math.floor((at + len - 1) / BS); b++) {
+      const whole = at <= b * BS && at + len >= (b + 1) * BS;
+      if (whole) d.tokens[b] = undefined;
+      else if (d.tokens[b] !== undefined) d.tokens[b] = m.token();
+    }
+    await check(m, r);
+  }
+  toString() { return `discard(#${this.k}, ${this.at}, ${this.len})`; }
+}
+
+class Delete implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly k: number) {}
+  check(m: Readonly<Model>) { return m.devices.size > 0; }
+  async run(m: Model, r: Real) {
+    const id = pickDevice(m, this.k);
+    await r.pool.deleteDevice(id);
+    m.devices.delete(id);
+    await check(m, r);
+  }
+  toString() { return `delete(#${this.k})`; }
+}
+
+class Commit implements fc.AsyncCommand<Model, Real> {
+  check() { return true; }
+  async run(m: Model, r: Real) {
+    await r.pool.commit();
+    assert.equal(r.pool.status().pendingFreeBlocks, 0);
+    await check(m, r);
+  }
+  toString() { return "commit()"; }
+}
+
+class Reopen implements fc.AsyncCommand<Model, Real> {
+  check() { return true; }
+  async run(m: Model, r: Real) {
+    await r.pool.close();
+    r.pool = await Pool.open(r.dir);
+    await check(m, r);
+  }
+  toString() { return "close()+open()"; }
+}
+
+const id = fc.integer({ min: 0, max: 12 });
+const offset = fc.integer({ min: 0, max: MAX_DEVICE_BLOCKS * BS - 1 });
+const length = fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 3 * BS }));
+const commands = [
+  fc.tuple(id, fc.integer({ min: 1, max: MAX_DEVICE_BLOCKS })).map(([i, b]) => new CreateThin(i, b)),
+  fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot(i, k)),
+  fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot(i, k)),
+  ...Array.from({ length: 4 }, () =>
+    fc.tuple(fc.nat(), offset, length, fc.integer({ min: 1, max: 255 })).map(([k, a, l, f]) => new Write(k, a, l, f))),
+  fc.tuple(fc.nat(), offset, length).map(([k, a, l]) => new Discard(k, a, l)),
+  fc.nat().map((k) => new Delete(k)),
+  fc.constant(new Commit()),
+  fc.constant(new Reopen()),
+];
+
+describe("pool model", () => {
+  it("matches the model for random device operations, commits and reopenings", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.commands(commands, { maxCommands: 60 }), async (cmds) => {
+        await withTmp(async (dir) => {
+          const real: Real = { pool: await Pool.create(dir, { dataSize: POOL_BLOCKS * BS }), dir };
+          try {
+            // Every run starts with two devices, so short sequences still exercise sharing.
+            const model = new Model();
+            for (const [id, blocks] of [[100, MAX_DEVICE_BLOCKS], [101, 2]]) {
+              await real.pool.createThin(id, blocks * BS);
+              model.devices.set(id, { bytes: new Uint8Array(blocks * BS), tokens: new Array(blocks).fill(undefined) });
+            }
+            await fc.asyncModelRun(() => ({ model, real }), cmds);
+            // Deleting every device returns the pool to zero used blocks.
+            for (const d of real.pool.devices()) await real.pool.deleteDevice(d.id);
+            assert.equal(real.pool.status().dataBlocks.used, 0);
+          } finally {
+            await real.pool.close();
+          }
+        });
+      }),
+      { numRuns: runs(100) },
+    );
+  });
+});
