@@ -40,6 +40,8 @@ export interface DeviceRecord {
   /** Root node id, 0 for an empty mapping. */
   root: NodeId;
   created: number;
+  /** A deferred deletion in progress. */
+  deleting?: boolean;
 }
 
 /** A node as stored: [id, leaf ? 1 : 0, slots as (index, value) pairs]. */

@@ -14,6 +14,7 @@ import { checkRange, discardRange, type IoContext, readRange, writeRange } from 
 import { heightFor, MapForest, MapNode, type Mapping } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
 import { checkPoolRecord, type DeviceRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, storeNode } from "./persist.ts";
+import { type ByteRange, punchHoles, type PunchMethod } from "./punch.ts";
 import { SpaceMap } from "./spacemap.ts";
 import {
   type BlockNo, type CommitParticipant, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
@@ -36,6 +37,17 @@ interface DeviceState {
   /** Its file as of the last commit, and the root it recorded. */
   file?: string;
   savedRoot: NodeId;
+  /** Deleted with `deferred`: hidden, its blocks freed in the background. */
+  deleting?: boolean;
+}
+
+/** What {@linkcode Pool.trim} did. */
+export interface TrimResult {
+  /** Free blocks whose space was given back to the host. */
+  blocks: number;
+  /** Contiguous ranges punched. */
+  ranges: number;
+  method: PunchMethod | "none";
 }
 
 interface SegmentState { live: number; total: number }
@@ -78,6 +90,7 @@ export class Pool {
   #written = new Set<string>();
   #changed = false;
   #closed = false;
+  readonly #background = new Set<Promise<void>>();
   readonly #ctx: IoContext;
 
   private constructor(dir: string, meta: MetaStore, record: PoolRecord, io: BlockIo) {
@@ -158,6 +171,8 @@ export class Pool {
     const pool = new Pool(dir, meta, record, io);
     try {
       await pool.#load(record);
+      // A deferred deletion a crash interrupted: finish it now.
+      for (const dev of pool.#devices.values()) if (dev.deleting) pool.#finishDeletion(dev.id);
     } catch (e) {
       await BlockIo.release();
       throw e;
@@ -205,7 +220,7 @@ export class Pool {
     for (const file of Object.values(record.devices)) {
       const d = await this.#meta.read(file) as DeviceRecord;
       const root = d.root ? build(d.root) : null;
-      this.#devices.set(d.id, { id: d.id, size: d.size, mapping: { root, height: d.height }, created: d.created, file, savedRoot: d.root });
+      this.#devices.set(d.id, { id: d.id, size: d.size, mapping: { root, height: d.height }, created: d.created, file, savedRoot: d.root, deleting: d.deleting });
     }
     this.#liveFiles = this.#collectLive();
     this.#metadataUsed = this.#meta.bytesOf(this.#liveFiles);
@@ -217,6 +232,7 @@ export class Pool {
   /** Commits the open transaction (if anything changed) and closes the pool. A second close does nothing. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    await this.settle();
     await this.#lock.write(async () => {
       if (this.#closed) return;
       if (this.#changed) await this.#commit();
@@ -251,13 +267,43 @@ export class Pool {
     });
   }
 
-  /** Deletes a device: every block no other device sees goes back to free space at once. */
-  deleteDevice(id: DeviceId): Promise<void> {
-    return this.#mutate("delete", () => {
-      const dev = this.#device(id, "delete");
+  /**
+   * Deletes a device: every block no other device sees goes back to free space at once.
+   *
+   * With `deferred` (Docker's dm.use_deferred_deletion) the device disappears at once, the
+   * deletion is committed as pending, and its blocks are freed in the background; a crash
+   * in between finishes the work at the next open. {@linkcode Pool.settle} waits for it.
+   */
+  async deleteDevice(id: DeviceId, options: { deferred?: boolean } = {}): Promise<void> {
+    if (!options.deferred) {
+      return this.#mutate("delete", () => {
+        const dev = this.#device(id, "delete");
+        this.#forest.drop(dev.mapping);
+        this.#devices.delete(id);
+      });
+    }
+    await this.#mutate("delete", async () => {
+      this.#device(id, "delete").deleting = true;
+      await this.#commit();
+    });
+    this.#finishDeletion(id);
+  }
+
+  #finishDeletion(id: DeviceId): void {
+    const work = this.#mutate("delete", async () => {
+      const dev = this.#devices.get(id);
+      if (!dev?.deleting) return;
       this.#forest.drop(dev.mapping);
       this.#devices.delete(id);
+      await this.#commit();
     });
+    this.#background.add(work);
+    work.catch(() => {}).finally(() => this.#background.delete(work));
+  }
+
+  /** Waits for deferred deletions to finish. */
+  async settle(): Promise<void> {
+    while (this.#background.size) await Promise.allSettled([...this.#background]);
   }
 
   /**
@@ -293,7 +339,7 @@ export class Pool {
   /** The live devices, by id. */
   devices(): DeviceInfo[] {
     this.#open("devices");
-    return [...this.#devices.values()].map((d) => ({ id: d.id, size: d.size })).sort((a, b) => a.id - b.id);
+    return [...this.#devices.values()].filter((d) => !d.deleting).map((d) => ({ id: d.id, size: d.size })).sort((a, b) => a.id - b.id);
   }
 
   /** The pool block behind virtual block `vb` of device `id`, or undefined where unmapped. */
@@ -323,7 +369,8 @@ export class Pool {
       dataBlocks: { used: this.#space.used, total: this.#space.total },
       metadataBytes: { used: this.#metadataUsed, total: this.#metadataSize },
       pendingFreeBlocks: this.#space.pending.size,
-      devices: this.#devices.size,
+      devices: this.devices().length,
+      deferredDeletes: [...this.#devices.values()].filter((d) => d.deleting).length,
     };
   }
 
@@ -354,6 +401,30 @@ export class Pool {
         this.#space.grow(blocks);
       }
       await fs.truncate(this.#ctx.file, blocks * this.blockSize);
+    });
+  }
+
+  /**
+   * Gives the data file's free blocks back to the host by punching holes in it, so its
+   * allocated size (`du`) falls after devices are deleted. Blocks the last commit still
+   * references are left alone until the next commit.
+   */
+  trim(): Promise<TrimResult> {
+    return this.#lock.write(async () => {
+      this.#open("trim");
+      const ranges: ByteRange[] = [];
+      let blocks = 0;
+      const bs = this.blockSize;
+      for (let b = 0; b < this.#space.total; b++) {
+        if (this.#space.refs[b] !== 0 || this.#space.pending.has(b)) continue;
+        blocks++;
+        const last = ranges[ranges.length - 1];
+        if (last && last.offset + last.length === b * bs) last.length += bs;
+        else ranges.push({ offset: b * bs, length: bs });
+      }
+      if (ranges.length === 0) return { blocks, ranges: 0, method: "none" };
+      const method = await punchHoles(this.#ctx.file, ranges);
+      return { blocks, ranges: ranges.length, method };
     });
   }
 
@@ -418,8 +489,9 @@ export class Pool {
     }
     for (const dev of this.#devices.values()) {
       const root = dev.mapping.root?.id ?? 0;
-      if (dev.file && root === dev.savedRoot) continue;
+      if (dev.file && root === dev.savedRoot && !dev.deleting) continue;
       const record: DeviceRecord = { id: dev.id, size: dev.size, height: dev.mapping.height, root, created: dev.created };
+      if (dev.deleting) record.deleting = true;
       dev.file = await transaction.writeCbor(`dev-${dev.id}`, record);
       dev.savedRoot = root;
     }
@@ -497,13 +569,15 @@ export class Pool {
     if (!Number.isInteger(id) || id < 0 || id > MAX_DEVICE_ID) {
       throw storeError("EINVAL", syscall, `device ${id}`, `device id '${id}' must be a whole number from 0 to ${MAX_DEVICE_ID} (24 bits)`);
     }
-    if (this.#devices.has(id)) throw storeError("EEXIST", syscall, `device ${id}`, "a device with this id exists; pick another id or delete it first");
+    const dev = this.#devices.get(id);
+    if (dev?.deleting) throw storeError("EBUSY", syscall, `device ${id}`, "this id's device is still being deleted in the background; retry later");
+    if (dev) throw storeError("EEXIST", syscall, `device ${id}`, "a device with this id exists; pick another id or delete it first");
   }
 
   #device(id: DeviceId, syscall: string): DeviceState {
     this.#open(syscall);
     const dev = this.#devices.get(id);
-    if (!dev) throw storeError("ENOENT", syscall, `device ${id}`, "no such thin device in this pool");
+    if (!dev || dev.deleting) throw storeError("ENOENT", syscall, `device ${id}`, "no such thin device in this pool");
     return dev;
   }
 

@@ -41,6 +41,8 @@ export interface PoolStatus {
   /** Blocks freed in the open transaction; they become allocatable at the next commit. */
   pendingFreeBlocks: number;
   devices: number;
+  /** Devices deleted with `deferred` whose blocks are still being freed. */
+  deferredDeletes: number;
 }
 
 /** A device as {@linkcode Pool.devices} lists it. */

@@ -362,3 +362,41 @@ describe("transactions", () => {
     }, 32 * MiB);
   });
 });
+
+describe("operations", () => {
+  it("trim punches free blocks out of the data file, so its allocated size falls", async () => {
+    await withPool(async (pool) => {
+      const { statSync } = await import("node:fs");
+      const allocated = () => statSync(pool.dataFile).blocks * 512;
+      await pool.createThin(1, 8 * MiB);
+      await pool.device(1).write(0, bytes(4 * MiB, 1));
+      await pool.createThin(2, 8 * MiB);
+      await pool.device(2).write(0, bytes(MiB, 2));
+      await pool.commit();
+      assert.ok(allocated() >= 5 * MiB);
+      await pool.deleteDevice(1);
+      const early = await pool.trim();
+      assert.ok(allocated() >= 5 * MiB, "blocks the last commit references are not punched");
+      assert.equal(early.blocks, 16 * 1024 * 1024 / BS - 64 - 16);
+      await pool.commit();
+      const result = await pool.trim();
+      assert.notEqual(result.method, "none");
+      assert.ok(allocated() <= 1.5 * MiB, `allocated ${allocated()} bytes after trim`);
+      assert.deepEqual(await pool.device(2).read(0, MiB), bytes(MiB, 2), "data in use is untouched");
+    });
+  });
+
+  it("deferred deletion hides the device at once and frees its blocks in the background", async () => {
+    await withPool(async (pool) => {
+      await pool.createThin(1, 8 * MiB);
+      await pool.device(1).write(0, bytes(2 * MiB, 1));
+      await pool.deleteDevice(1, { deferred: true });
+      assert.deepEqual(pool.devices(), []);
+      assert.throws(() => pool.device(1), { code: "ENOENT" });
+      await pool.settle();
+      assert.equal(pool.status().deferredDeletes, 0);
+      assert.equal(pool.status().dataBlocks.used, 0);
+      await pool.createThin(1, MiB);
+    });
+  });
+});

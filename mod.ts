@@ -1,0 +1,30 @@
+/**
+ * thinstack: an embeddable snapshot store for layered container images. It recreates
+ * in user space what Docker's devicemapper driver does with dm-thin: a thin pool over a
+ * sparse data file, thin devices that take blocks only when written, O(1) snapshots,
+ * block-level copy-on-write, and atomic CBOR metadata.
+ *
+ * @example
+ * ```ts
+ * import { Pool } from "thinstack";
+ *
+ * const pool = await Pool.create("/tmp/thin", { dataSize: 1 << 30 });
+ * await pool.createThin(1, 256 << 20);
+ * await pool.device(1).write(0, new TextEncoder().encode("base image"));
+ * await pool.createSnapshot(2, 1);
+ * await pool.device(2).write(0, new TextEncoder().encode("container "));
+ * console.log(new TextDecoder().decode(await pool.device(1).read(0, 10))); // "base image"
+ * await pool.close();
+ * ```
+ *
+ * @module
+ */
+export { DATA_FILE, METADATA_DIR, Pool } from "./src/pool/pool.ts";
+export type {
+  BlockNo, CommitParticipant, DeviceId, DeviceInfo, DeviceUsage, MetadataTransaction, PoolCreateOptions,
+  PoolOpenOptions, PoolStatus, ThinDevice, VBlock,
+} from "./src/pool/types.ts";
+export { MAX_BLOCK_SIZE, MAX_DEVICE_ID, MIN_BLOCK_SIZE } from "./src/pool/types.ts";
+export { hasCode, storeError } from "./src/common/errors.ts";
+export type { ErrorCode, StoreError } from "./src/common/errors.ts";
+export { formatBytes, formatIec, parseSize } from "./src/common/units.ts";
