@@ -36,6 +36,22 @@ export class MetaStore {
     return name;
   }
 
+  /** Writes `value` under an exact name (restore keeps the names a dump lists). */
+  async writeNamed(name: string, value: unknown): Promise<void> {
+    if (name.includes("/") || name.includes("\\") || name === ROOT_FILE || name.startsWith(".")) {
+      throw new Error(`Metadata file name '${name}' is not a plain file name`);
+    }
+    const bytes = encodeCbor(value);
+    const fh = await fs.open(path.join(this.dir, name), "w");
+    try {
+      await fh.writeFile(bytes);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    this.sizes.set(name, bytes.byteLength);
+  }
+
   /** Reads and decodes one file. */
   async read(name: string): Promise<unknown> {
     const bytes = await fs.readFile(path.join(this.dir, name));

@@ -26,6 +26,8 @@ export interface PoolRecord {
   dataBlocks: number;
   metadataSize: number;
   nextNodeId: number;
+  /** Blocks in use at this commit; `check` recounts them from the maps. */
+  usedBlocks?: number;
   /** Device id → its file. */
   devices: Record<string, string>;
   segments: string[];

@@ -502,6 +502,7 @@ export class Pool {
     const record: PoolRecord = {
       format: POOL_FORMAT, version: POOL_VERSION, transactionId: tx, blockSize: this.blockSize,
       dataBlocks: this.#space.total, metadataSize: this.#metadataSize, nextNodeId: this.#forest.nextId,
+      usedBlocks: this.#space.used,
       devices: Object.fromEntries([...this.#devices.values()].map((d) => [String(d.id), d.file!])),
       segments: [...this.#segments.keys()].filter((s) => live.has(s)),
       participants: roots,
