@@ -63,6 +63,7 @@ export class BlockIo {
       maxThreads: threads,
       idleTimeout: 5_000,
       workerData: { arena: sab },
+      execArgv: workerExecArgv(),
     });
   }
 
@@ -87,6 +88,20 @@ export class BlockIo {
       throw err;
     }
   }
+}
+
+declare const Deno: unknown;
+
+/**
+ * The worker is TypeScript. Under Node it needs tsx's loader, which a worker inherits only
+ * when the process was started with `--import tsx` (not when tsx was registered through its
+ * API, as the CLI's entry does). Deno runs TypeScript itself and must not get the flag.
+ */
+function workerExecArgv(): string[] | undefined {
+  if (typeof Deno !== "undefined") return undefined;
+  const argv = process.execArgv;
+  const hasTsx = argv.some((a, i) => /(^|[/=])tsx(\/|$)/.test(a) || (a === "--import" && /tsx/.test(argv[i + 1] ?? "")));
+  return hasTsx ? argv : [...argv, "--import", "tsx"];
 }
 
 const codes: Record<string, true> = { ENOENT: true, ENOSPC: true, EIO: true, EACCES: true, EPERM: true, EBADF: true, EINVAL: true };

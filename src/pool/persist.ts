@@ -10,7 +10,7 @@
  * @module
  */
 import { FANOUT, MapNode } from "./maptree.ts";
-import type { NodeId } from "./types.ts";
+import type { NodeId, PoolSettings } from "./types.ts";
 
 /** Format tag of the root record. */
 export const POOL_FORMAT = "thinstack-pool";
@@ -32,6 +32,7 @@ export interface PoolRecord {
   devices: Record<string, string>;
   segments: string[];
   participants: Record<string, unknown>;
+  settings?: Partial<PoolSettings>;
 }
 
 /** A device file. */

@@ -17,7 +17,7 @@ import { checkPoolRecord, type DeviceRecord, POOL_FORMAT, POOL_VERSION, type Poo
 import { type ByteRange, punchHoles, type PunchMethod } from "./punch.ts";
 import { SpaceMap } from "./spacemap.ts";
 import {
-  type BlockNo, type CommitParticipant, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
+  type AutoextendEvent, type BlockNo, type CommitParticipant, DEFAULT_SETTINGS, type PoolSettings, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
   MAX_DEVICE_ID, type MetadataTransaction, MIN_BLOCK_SIZE, type NodeId, type PoolCreateOptions,
   type PoolOpenOptions, type PoolStatus, type ThinDevice, type VBlock,
 } from "./types.ts";
@@ -84,6 +84,9 @@ export class Pool {
   #participantRoots: Record<string, unknown>;
   #transactionId: number;
   #metadataSize: number;
+  #settings: PoolSettings;
+  /** Called when the data file grew by itself (autoextend). */
+  onAutoextend: (event: AutoextendEvent) => void = () => {};
   #metadataUsed = 0;
   /** Files named by the last committed root, and files written since. */
   #liveFiles = new Set<string>();
@@ -104,6 +107,7 @@ export class Pool {
     this.#transactionId = record.transactionId;
     this.#metadataSize = record.metadataSize;
     this.#participantRoots = record.participants ?? {};
+    this.#settings = { ...DEFAULT_SETTINGS, ...record.settings };
     const key = `${path.join(dir, DATA_FILE)}#${randomUUID()}`;
     this.#ctx = {
       io, forest: this.#forest, space: this.#space, blockSize: this.blockSize,
@@ -150,6 +154,7 @@ export class Pool {
     const record: PoolRecord = {
       format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
       nextNodeId: 1, devices: {}, segments: [], participants: {},
+      settings: checkSettings({ ...DEFAULT_SETTINGS, ...options.settings }, dir),
     };
     await meta.switchRoot(record);
     return Pool.open(dir, options);
@@ -322,10 +327,11 @@ export class Pool {
           return readRange(this.#ctx, d.mapping, offset, length);
         }),
       write: (offset, bytes) =>
-        this.#mutate("write", () => {
+        this.#mutate("write", async () => {
           const d = this.#device(id, "write");
           checkRange(id, d.size, offset, bytes.byteLength, "write");
-          return writeRange(this.#ctx, id, d.mapping, offset, bytes);
+          await writeRange(this.#ctx, id, d.mapping, offset, bytes);
+          await this.#autoextend();
         }),
       discard: (offset, length) =>
         this.#mutate("discard", () => {
@@ -368,6 +374,7 @@ export class Pool {
       blockSize: this.blockSize,
       dataBlocks: { used: this.#space.used, total: this.#space.total },
       metadataBytes: { used: this.#metadataUsed, total: this.#metadataSize },
+      settings: { ...this.#settings },
       pendingFreeBlocks: this.#space.pending.size,
       devices: this.devices().length,
       deferredDeletes: [...this.#devices.values()].filter((d) => d.deleting).length,
@@ -426,6 +433,37 @@ export class Pool {
       const method = await punchHoles(this.#ctx.file, ranges);
       return { blocks, ranges: ranges.length, method };
     });
+  }
+
+  /** Changes operator settings; they are stored with the next commit. */
+  configure(settings: Partial<PoolSettings>): Promise<void> {
+    return this.#mutate("configure", () => {
+      this.#settings = checkSettings({ ...this.#settings, ...settings }, this.dir);
+    });
+  }
+
+  /**
+   * Fails with ENOSPC when free data space is below the minimum free space setting
+   * (Docker's dm.min_free_space): whoever creates layers calls it first.
+   */
+  checkFreeSpace(syscall = "create"): void {
+    const { used, total } = this.status().dataBlocks;
+    const free = total - used;
+    const min = Math.ceil(total * this.#settings.minFreeSpacePercent / 100);
+    if (free < min) {
+      throw storeError("ENOSPC", syscall, this.dir,
+        `free data space is ${free} of ${total} blocks, below the minimum free space of ${this.#settings.minFreeSpacePercent}% (dm.min_free_space); free space by removing layers, or grow the pool with resize`);
+    }
+  }
+
+  async #autoextend(): Promise<void> {
+    const { autoextendThreshold: threshold, autoextendPercent: percent } = this.#settings;
+    const total = this.#space.total;
+    if (threshold >= 100 || percent <= 0 || this.#space.used * 100 <= total * threshold) return;
+    const grown = total + Math.max(1, Math.ceil(total * percent / 100));
+    this.#space.grow(grown);
+    await fs.truncate(this.#ctx.file, grown * this.blockSize);
+    this.onAutoextend({ fromBlocks: total, toBlocks: grown, usedBlocks: this.#space.used });
   }
 
   /** Registers a participant whose metadata commits with the pool's (the layer store). */
@@ -506,6 +544,7 @@ export class Pool {
       devices: Object.fromEntries([...this.#devices.values()].map((d) => [String(d.id), d.file!])),
       segments: [...this.#segments.keys()].filter((s) => live.has(s)),
       participants: roots,
+      settings: this.#settings,
     };
     const used = this.#meta.bytesOf(live);
     if (used > this.#metadataSize) {
@@ -585,6 +624,16 @@ export class Pool {
   #open(syscall: string): void {
     if (this.#closed) throw storeError("EBADF", syscall, this.dir, "the pool is closed; open it again with Pool.open");
   }
+}
+
+function checkSettings(s: PoolSettings, dir: string): PoolSettings {
+  const pct = (v: number, name: string, max = 100) => {
+    if (!Number.isFinite(v) || v < 0 || v > max) throw storeError("EINVAL", "configure", dir, `${name} '${v}' must be a percentage from 0 to ${max}`);
+  };
+  pct(s.minFreeSpacePercent, "minimum free space", 99);
+  pct(s.autoextendThreshold, "autoextend threshold");
+  pct(s.autoextendPercent, "autoextend percent", 1000);
+  return s;
 }
 
 /** Participant roots name their files under `files` (a convention the pool relies on at open). */

@@ -24,7 +24,32 @@ export interface PoolCreateOptions {
   blockSize?: number;
   /** Bytes of metadata the pool may use before commits fail with ENOSPC. Default 2 GiB. */
   metadataSize?: number;
+  /** Operator settings; see {@linkcode PoolSettings}. */
+  settings?: Partial<PoolSettings>;
 }
+
+/**
+ * An operator's settings, after Docker's dm.* options and LVM's thin-pool profile. They
+ * are stored with the pool and changed with {@linkcode Pool.configure}.
+ */
+export interface PoolSettings {
+  /**
+   * Percent of data space that must stay free for new layers (dm.min_free_space). The pool
+   * records it; {@linkcode Pool.checkFreeSpace} enforces it for whoever creates devices.
+   */
+  minFreeSpacePercent: number;
+  /** Percent of data use past which the data file grows (thin_pool_autoextend_threshold); 100 disables. */
+  autoextendThreshold: number;
+  /** Percent by which the data file grows each time (thin_pool_autoextend_percent); 0 disables. */
+  autoextendPercent: number;
+}
+
+/**
+ * Defaults of {@linkcode PoolSettings}: Docker's 10% minimum free space; autoextend off
+ * (an embedded pool does not grow behind its owner's back; the CLI's `init` turns it on
+ * with the seed's profile values, 80% and 20%).
+ */
+export const DEFAULT_SETTINGS: PoolSettings = { minFreeSpacePercent: 10, autoextendThreshold: 100, autoextendPercent: 20 };
 
 /** Options of {@linkcode Pool.open}. */
 export interface PoolOpenOptions {
@@ -43,7 +68,11 @@ export interface PoolStatus {
   devices: number;
   /** Devices deleted with `deferred` whose blocks are still being freed. */
   deferredDeletes: number;
+  settings: PoolSettings;
 }
+
+/** Reported when the data file grew by itself. */
+export interface AutoextendEvent { fromBlocks: number; toBlocks: number; usedBlocks: number }
 
 /** A device as {@linkcode Pool.devices} lists it. */
 export interface DeviceInfo {

@@ -400,3 +400,39 @@ describe("operations", () => {
     });
   });
 });
+
+describe("settings", () => {
+  it("autoextend grows the data file past the threshold and says so", async () => {
+    await withTmp(async (dir) => {
+      const pool = await Pool.create(dir, { dataSize: MiB, settings: { autoextendThreshold: 80, autoextendPercent: 20 } });
+      const events: unknown[] = [];
+      pool.onAutoextend = (e) => events.push(e);
+      await pool.createThin(1, 4 * MiB);
+      await pool.device(1).write(0, bytes(12 * BS, 1)); // 12 of 16 blocks: 75%, under the threshold
+      assert.equal(events.length, 0);
+      await pool.device(1).write(12 * BS, bytes(BS, 2)); // 13 of 16: past 80%
+      assert.deepEqual(events, [{ fromBlocks: 16, toBlocks: 20, usedBlocks: 13 }]);
+      assert.equal(pool.status().dataBlocks.total, 20);
+      const { statSync } = await import("node:fs");
+      assert.equal(statSync(pool.dataFile).size, 20 * BS);
+      await pool.close();
+      const again = await Pool.open(dir);
+      assert.equal(again.status().dataBlocks.total, 20);
+      assert.equal(again.status().settings.autoextendThreshold, 80);
+      await again.close();
+    });
+  });
+
+  it("minimum free space refuses new work below the setting, naming it", async () => {
+    await withPool(async (pool) => {
+      await pool.configure({ minFreeSpacePercent: 25 });
+      await pool.createThin(1, 4 * MiB);
+      pool.checkFreeSpace();
+      await pool.device(1).write(0, bytes(13 * BS, 1));
+      const err = (() => { try { pool.checkFreeSpace("prepare"); } catch (e) { return e as Error & { code: string }; } })();
+      assert.equal(err?.code, "ENOSPC");
+      assert.match(err!.message, /minimum free space of 25% \(dm\.min_free_space\)/);
+      await assert.rejects(pool.configure({ autoextendThreshold: 120 }), { code: "EINVAL" });
+    }, MiB);
+  });
+});
