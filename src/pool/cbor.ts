@@ -5,6 +5,7 @@
  *
  * @module
  */
+import "./cbor-native.ts";
 import { Encoder } from "cbor-x";
 
 const codec = new Encoder({ useRecords: false, copyBuffers: true, mapsAsObjects: true, tagUint8Array: false });
