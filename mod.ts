@@ -28,3 +28,4 @@ export { MAX_BLOCK_SIZE, MAX_DEVICE_ID, MIN_BLOCK_SIZE } from "./src/pool/types.
 export { hasCode, storeError } from "./src/common/errors.ts";
 export type { ErrorCode, StoreError } from "./src/common/errors.ts";
 export { formatBytes, formatIec, parseSize } from "./src/common/units.ts";
+export * from "./src/layers/mod.ts";

@@ -1,0 +1,192 @@
+/**
+ * The store's metadata as the pool commits it: the root record (every layer and its
+ * files, the id counters), loading it back, and the commit participant that writes the
+ * changed layers' base or journal files at each commit.
+ *
+ * A commit the store did not start (the pool reclaiming space in the middle of a write)
+ * gets the last committed root: the tables may be half-changed at that moment, and an
+ * older consistent state is always safe.
+ *
+ * @module
+ */
+import { storeError } from "../common/errors.ts";
+import type { Pool } from "../pool/pool.ts";
+import type { CommitParticipant, DeviceId, MetadataTransaction } from "../pool/types.ts";
+import { applyDelta, decodeBase, deltaSize, encodeBase, encodeDelta, needsCompaction, type StoredBase, type StoredDelta } from "./journal.ts";
+import type { Layer, LayerFiles, LayerId } from "./layer.ts";
+import type { Dirty } from "./tables.ts";
+
+/** Format tag of the root record. */
+export const ROOT_FORMAT = "thinstack-layers";
+/** Version of the root record. */
+export const ROOT_VERSION = 1;
+
+/** The store's root record, kept by the pool. `files` names every live metadata file. */
+export interface StoreRoot {
+  format: typeof ROOT_FORMAT;
+  version: number;
+  files: string[];
+  baseDevice: DeviceId;
+  baseSize: number;
+  nextIno: number;
+  nextLayer: number;
+  nextDevice: number;
+  /** Per layer: id, base file, journal files in order. */
+  layers: [LayerId, string, ...string[]][];
+  /** Devices of removed layers whose deletion was deferred; finished at open if a crash cut it short. */
+  retired: DeviceId[];
+}
+
+/** What the next root record holds besides the layers' files. */
+export type RootCounters = Pick<StoreRoot, "nextIno" | "nextLayer" | "nextDevice" | "retired">;
+
+/** A layer's share of a commit in progress, to apply on success or undo on failure. */
+interface PendingLayer {
+  layer: Layer;
+  dirty: Dirty;
+  record: boolean;
+  alloc: boolean;
+  files: LayerFiles;
+}
+
+/**
+ * Loads every layer the root names (without parent links) from their base and journal files.
+ *
+ * @example
+ * ```ts ignore
+ * const layers = await loadLayers(pool, root, totalPages, pagesPerBlock);
+ * ```
+ */
+export async function loadLayers(pool: Pool, root: StoreRoot, totalPages: number, pagesPerBlock: number): Promise<Layer[]> {
+  const out: Layer[] = [];
+  for (const [id, baseFile, ...journal] of root.layers) {
+    const layer = decodeBase(await pool.readCbor(baseFile) as StoredBase, totalPages, pagesPerBlock);
+    let journalChanges = 0;
+    for (const file of journal) {
+      const delta = await pool.readCbor(file) as StoredDelta;
+      applyDelta(layer, delta, totalPages, pagesPerBlock);
+      journalChanges += deltaSize(delta);
+    }
+    if (layer.id !== id) throw storeError("EIO", "open", baseFile, `the file holds layer ${layer.id}, the root record says ${id}`);
+    layer.tables.takeDirty();
+    layer.recordDirty = layer.allocDirty = false;
+    layer.files = { base: baseFile, journal, baseChanges: layer.tables.size, journalChanges };
+    out.push(layer);
+  }
+  return out;
+}
+
+/**
+ * Tracks which layers changed and commits them with the pool.
+ *
+ * @example
+ * ```ts ignore
+ * const catalog = new Catalog(pool, root, () => ({ layers, counters }));
+ * pool.attach("layers", catalog.participant());
+ * catalog.markDirty(layer);
+ * await catalog.commit();
+ * ```
+ */
+export class Catalog {
+  readonly #pool: Pool;
+  readonly #dirty = new Set<Layer>();
+  readonly #state: () => { layers: Iterable<Layer>; counters: RootCounters };
+  #root: StoreRoot;
+  #pendingRoot: StoreRoot | undefined;
+  #pending: PendingLayer[] = [];
+  #committing = false;
+
+  constructor(pool: Pool, root: StoreRoot, state: () => { layers: Iterable<Layer>; counters: RootCounters }) {
+    this.#pool = pool;
+    this.#root = root;
+    this.#state = state;
+  }
+
+  /** The last committed root record. */
+  get root(): StoreRoot {
+    return this.#root;
+  }
+
+  /** True when some layer has changes to commit. */
+  get hasChanges(): boolean {
+    return this.#dirty.size > 0;
+  }
+
+  /** Notes that a layer changed (its tables, record or allocator). */
+  markDirty(layer: Layer): void {
+    this.#dirty.add(layer);
+  }
+
+  /** Forgets a removed layer's pending changes. */
+  forget(layer: Layer): void {
+    this.#dirty.delete(layer);
+  }
+
+  /** What the pool calls at each commit. */
+  participant(): CommitParticipant {
+    return {
+      prepareCommit: (tx) => this.#prepareCommit(tx),
+      liveFiles: () => (this.#committing && this.#pendingRoot ? this.#pendingRoot : this.#root).files,
+    };
+  }
+
+  /** Commits the pool with the changed layers; on failure the changes stay pending. Call under the store's write lock. */
+  async commit(): Promise<void> {
+    this.#committing = true;
+    this.#pending = [];
+    this.#pendingRoot = undefined;
+    try {
+      await this.#pool.commit();
+    } catch (e) {
+      for (const p of this.#pending) {
+        p.layer.tables.restoreDirty(p.dirty);
+        p.layer.recordDirty ||= p.record;
+        p.layer.allocDirty ||= p.alloc;
+        this.#dirty.add(p.layer);
+      }
+      throw e;
+    } finally {
+      this.#committing = false;
+    }
+    for (const p of this.#pending) p.layer.files = p.files;
+    this.#root = this.#pendingRoot ?? this.#root;
+    this.#pending = [];
+    this.#pendingRoot = undefined;
+  }
+
+  async #prepareCommit(tx: MetadataTransaction): Promise<unknown> {
+    if (!this.#committing) return this.#root;
+    for (const layer of this.#dirty) {
+      if (layer.removed) continue;
+      const p: PendingLayer = { layer, dirty: layer.tables.takeDirty(), record: layer.recordDirty, alloc: layer.allocDirty, files: layer.files };
+      layer.recordDirty = layer.allocDirty = false;
+      this.#pending.push(p);
+      const changes = p.dirty.entries.size + p.dirty.opaque.size + p.dirty.inodes.size + (p.record || p.alloc ? 1 : 0);
+      if (changes === 0) continue;
+      if (needsCompaction(layer.files, changes)) {
+        const base = await tx.writeCbor(`layer-${layer.id}`, encodeBase(layer));
+        p.files = { base, journal: [], baseChanges: layer.tables.size, journalChanges: 0 };
+      } else {
+        const delta = encodeDelta(layer, p.dirty, p.record, p.alloc);
+        const file = await tx.writeCbor(`layer-${layer.id}-j`, delta);
+        p.files = { ...layer.files, journal: [...layer.files.journal, file], journalChanges: layer.files.journalChanges + deltaSize(delta) };
+      }
+    }
+    this.#dirty.clear();
+    const { layers, counters } = this.#state();
+    const pendingFiles = new Map(this.#pending.map((p) => [p.layer, p.files]));
+    const files: string[] = [];
+    const entries: StoreRoot["layers"] = [];
+    for (const layer of layers) {
+      const f = pendingFiles.get(layer) ?? layer.files;
+      entries.push([layer.id, f.base!, ...f.journal]);
+      files.push(f.base!, ...f.journal);
+    }
+    const devices = new Set(this.#pool.devices().map((d) => d.id));
+    this.#pendingRoot = {
+      format: ROOT_FORMAT, version: ROOT_VERSION, files, baseDevice: this.#root.baseDevice, baseSize: this.#root.baseSize,
+      ...counters, retired: counters.retired.filter((d) => devices.has(d)), layers: entries,
+    };
+    return this.#pendingRoot;
+  }
+}

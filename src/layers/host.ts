@@ -1,0 +1,26 @@
+/**
+ * What a layer's file system view needs from its store: locking, the checks every call
+ * makes (store open, layer present, layer writable), and the tree and I/O contexts.
+ *
+ * @module
+ */
+import type { Layer } from "./layer.ts";
+import type { LayerTree, TreeHost } from "./tree.ts";
+
+/**
+ * The store as its file system views use it.
+ *
+ * @example
+ * ```ts ignore
+ * const size = await host.reading(layer, "stat", () => host.view.resolve(layer, p, true, "stat").inode?.size);
+ * ```
+ */
+export interface FsHost extends TreeHost {
+  /** Runs `fn` under the store's shared lock, after checking that the store and the layer are open. */
+  reading<T>(layer: Layer, syscall: string, fn: () => Promise<T> | T): Promise<T>;
+  /**
+   * Runs `fn` under the store's exclusive lock with a tree to change; EROFS unless the
+   * layer is active. The layer's changes are written by the next commit (`sync`).
+   */
+  writing<T>(layer: Layer, syscall: string, path: string | undefined, fn: (tree: LayerTree) => Promise<T> | T): Promise<T>;
+}

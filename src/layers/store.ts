@@ -1,0 +1,490 @@
+/**
+ * The layer store: containerd's snapshotter model over one thin pool. Every layer owns a
+ * thin device that is a snapshot of its parent's (the lowest layers snapshot the empty
+ * base device), and its metadata — record, tables, allocator — lives in CBOR files of
+ * its own that commit atomically with the pool's.
+ *
+ * Durability: lifecycle calls (prepare, view, commit, remove, update) commit at once;
+ * file changes commit with the next `sync()`, lifecycle call or `close()`. A crash
+ * reopens the store at its last commit, every layer consistent with its device.
+ *
+ * Concurrency: calls may overlap freely; reads share a lock, changes take it alone.
+ *
+ * @module
+ */
+import { hasCode, storeError } from "../common/errors.ts";
+import { GiB } from "../common/units.ts";
+import { RwLock } from "../common/lock.ts";
+import { Pool } from "../pool/pool.ts";
+import { type DeviceId, MAX_DEVICE_ID, type ThinDevice } from "../pool/types.ts";
+import { PageAllocator } from "./alloc.ts";
+import { LookupCache } from "./cache.ts";
+import { Catalog, loadLayers, ROOT_FORMAT, ROOT_VERSION, type StoreRoot } from "./catalog.ts";
+import { checkStore } from "./fsck.ts";
+import { LayerFs } from "./fs.ts";
+import type { FsHost } from "./host.ts";
+import { newInode, PAGE, S_IFDIR } from "./inode.ts";
+import { Layer, type LayerId, type LayerKind } from "./layer.ts";
+import { repairLayers } from "./repair.ts";
+import { LayerView } from "./resolve.ts";
+import { LayerTree } from "./tree.ts";
+import type { FsckReport, LayerInfo, LayerOptions, LayerStoreOptions, LayerUpdate, LayerUsage, RemoveOptions } from "./types.ts";
+import { compileFilters } from "./filter.ts";
+
+/** The name the store commits under in its pool. */
+export const PARTICIPANT = "layers";
+const DEFAULT_BASE_SIZE = 10 * GiB;
+const DEFAULT_DATA_SIZE = 100 * GiB;
+
+/**
+ * A store of layers.
+ *
+ * @example
+ * ```ts ignore
+ * import { LayerStore } from "thinstack";
+ * const store = await LayerStore.open("/var/lib/thinstack", { create: true, dataSize: 20 * 2 ** 30 });
+ * await store.prepare("image-1-extract");
+ * await store.fs("image-1-extract").writeFile("/hello", "world\n");
+ * await store.commit("image-1", "image-1-extract");
+ * await store.prepare("container-1", "image-1");
+ * console.log(await store.fs("container-1").readFile("/hello", "utf8")); // world
+ * await store.close();
+ * ```
+ */
+export class LayerStore {
+  /** The pool underneath, for its status and maintenance. */
+  readonly pool: Pool;
+  readonly #view: LayerView;
+  readonly #lock = new RwLock();
+  readonly #layers = new Map<LayerId, Layer>();
+  readonly #byName = new Map<string, Layer>();
+  readonly #devices = new Map<LayerId, ThinDevice>();
+  readonly #catalog: Catalog;
+  readonly #host: FsHost;
+  #closed = false;
+  /** Devices of removed layers not deleted yet (deferred removal). */
+  #retired: DeviceId[];
+  #nextIno: number;
+  #nextLayer: number;
+  #nextDevice: number;
+  readonly #totalPages: number;
+  readonly #pagesPerBlock: number;
+
+  private constructor(pool: Pool, root: StoreRoot, cache: LookupCache) {
+    this.pool = pool;
+    this.#catalog = new Catalog(pool, root, () => ({
+      layers: this.#layers.values(),
+      counters: { nextIno: this.#nextIno, nextLayer: this.#nextLayer, nextDevice: this.#nextDevice, retired: this.#retired },
+    }));
+    this.#view = new LayerView(cache);
+    this.#nextIno = root.nextIno;
+    this.#nextLayer = root.nextLayer;
+    this.#nextDevice = root.nextDevice;
+    this.#retired = [...root.retired ?? []];
+    this.#totalPages = Math.floor(root.baseSize / PAGE);
+    this.#pagesPerBlock = pool.blockSize / PAGE;
+    const host: FsHost = {
+      view: this.#view,
+      nextIno: () => this.#nextIno++,
+      data: (layer) => ({ layer, device: this.#device(layer), blockSize: this.pool.blockSize }),
+      reading: (layer, syscall, fn) => this.#lock.read(() => {
+        this.#checkLayer(layer, syscall);
+        return fn();
+      }),
+      writing: (layer, syscall, path, fn) => this.#lock.write(async () => {
+        this.#checkLayer(layer, syscall);
+        if (!layer.writable) throw storeError("EROFS", syscall, path, `layer '${layer.record.name}' is ${layer.record.kind === "view" ? "a view" : "committed"} and read-only`);
+        this.#catalog.markDirty(layer);
+        return await fn(new LayerTree(host, layer));
+      }),
+    };
+    this.#host = host;
+  }
+
+  /**
+   * Opens the store in `dir` at its last commit; with `create`, makes it (and its pool)
+   * when there is none. ENOENT when there is none and `create` is not set.
+   */
+  static async open(dir: string, options: LayerStoreOptions = {}): Promise<LayerStore> {
+    let pool: Pool;
+    try {
+      pool = await Pool.open(dir, { ioThreads: options.ioThreads });
+    } catch (e) {
+      if (!hasCode(e, "ENOENT") || !options.create) throw e;
+      pool = await Pool.create(dir, {
+        dataSize: options.dataSize ?? DEFAULT_DATA_SIZE, blockSize: options.blockSize, metadataSize: options.metadataSize,
+        settings: options.settings, ioThreads: options.ioThreads,
+      });
+    }
+    try {
+      return await LayerStore.#load(pool, options);
+    } catch (e) {
+      await pool.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  static async #load(pool: Pool, options: LayerStoreOptions): Promise<LayerStore> {
+    const cache = new LookupCache(options.cache);
+    let root = pool.participantRoot(PARTICIPANT) as StoreRoot | undefined;
+    if (root === undefined) {
+      if (!options.create) throw storeError("ENOENT", "open", pool.dir, "the pool holds no layer store; open it with { create: true }");
+      const baseSize = options.baseSize ?? DEFAULT_BASE_SIZE;
+      if (!Number.isSafeInteger(baseSize) || baseSize < pool.blockSize || baseSize % PAGE !== 0) {
+        throw storeError("EINVAL", "open", pool.dir, `base size '${baseSize}' must be a whole number of 4 KiB pages, at least one pool block`);
+      }
+      const used = new Set(pool.devices().map((d) => d.id));
+      let baseDevice = 0;
+      while (used.has(baseDevice)) baseDevice++;
+      root = {
+        format: ROOT_FORMAT, version: ROOT_VERSION, files: [], baseDevice, baseSize,
+        nextIno: 1, nextLayer: 1, nextDevice: baseDevice + 1, layers: [], retired: [],
+      };
+      const store = new LayerStore(pool, root, cache);
+      pool.attach(PARTICIPANT, store.#catalog.participant());
+      await pool.createThin(baseDevice, baseSize);
+      await store.#lock.write(() => store.#commit());
+      return store;
+    }
+    if (root.format !== ROOT_FORMAT || root.version !== ROOT_VERSION) {
+      throw storeError("EINVAL", "open", pool.dir, "the layer store's root record is of a format this build does not read");
+    }
+    const store = new LayerStore(pool, root, cache);
+    await store.#loadLayers();
+    pool.attach(PARTICIPANT, store.#catalog.participant());
+    let changed = await store.#reapOrphans();
+    const live = new Set(pool.devices().map((d) => d.id));
+    for (const dev of root.retired ?? []) {
+      if (live.has(dev)) await pool.deleteDevice(dev);
+      changed = true;
+    }
+    if (changed) await store.#lock.write(() => store.#commit());
+    return store;
+  }
+
+  async #loadLayers(): Promise<void> {
+    for (const layer of await loadLayers(this.pool, this.#catalog.root, this.#totalPages, this.#pagesPerBlock)) {
+      this.#layers.set(layer.id, layer);
+      this.#byName.set(layer.record.name, layer);
+    }
+    for (const layer of this.#layers.values()) {
+      if (!layer.record.parent) continue;
+      const parent = this.#layers.get(layer.record.parent);
+      if (!parent) throw storeError("EIO", "open", this.pool.dir, `layer '${layer.record.name}' names parent ${layer.record.parent}, which is missing`);
+      layer.parent = parent;
+      parent.children++;
+    }
+  }
+
+  /** Frees inodes that open handles kept alive when the process ended. */
+  async #reapOrphans(): Promise<boolean> {
+    let any = false;
+    for (const layer of this.#layers.values()) {
+      if (!layer.writable) continue;
+      const tree = new LayerTree(this.#host, layer);
+      for (const [ino, inode] of [...layer.tables.inodes]) {
+        if (inode.nlink > 0) continue;
+        await tree.release(ino);
+        this.#catalog.markDirty(layer);
+        any = true;
+      }
+    }
+    return any;
+  }
+
+  /** Commits the store's changes with the pool. Call under the write lock. */
+  async #commit(): Promise<void> {
+    await this.#catalog.commit();
+    this.#retired = [...this.#catalog.root.retired];
+  }
+
+  /** Makes every file change so far durable (a no-op when nothing changed). */
+  sync(): Promise<void> {
+    return this.#mutate("sync", async () => {
+      if (this.#catalog.hasChanges) await this.#commit();
+    });
+  }
+
+  /** Commits pending changes and closes the store and its pool. A second close does nothing. */
+  async close(): Promise<void> {
+    await this.#lock.write(async () => {
+      if (this.#closed) return;
+      if (this.#catalog.hasChanges) await this.#commit();
+      this.#closed = true;
+      await this.pool.close();
+    });
+  }
+
+  /** Makes a writable layer `key` on top of committed layer `parent` (or empty). EEXIST if `key` is taken. */
+  prepare(key: string, parent?: string, options?: LayerOptions): Promise<LayerInfo> {
+    return this.#create("active", key, parent, options, "prepare");
+  }
+
+  /** Makes a read-only layer `key` showing committed layer `parent` (or empty). */
+  view(key: string, parent?: string, options?: LayerOptions): Promise<LayerInfo> {
+    return this.#create("view", key, parent, options, "view");
+  }
+
+  #create(kind: LayerKind, key: string, parentName: string | undefined, options: LayerOptions | undefined, syscall: string): Promise<LayerInfo> {
+    return this.#mutate(syscall, async () => {
+      checkName(key, syscall);
+      if (this.#byName.has(key)) throw storeError("EEXIST", syscall, key, "a layer with this key or name exists; remove it or pick another");
+      let parent: Layer | undefined;
+      if (parentName) {
+        parent = this.#byName.get(parentName);
+        if (!parent) throw storeError("ENOENT", syscall, parentName, "no such parent layer");
+        if (parent.record.kind !== "committed") {
+          throw storeError("EINVAL", syscall, parentName, `the parent is ${parent.record.kind === "view" ? "a view" : "active"}; only committed layers can be parents`);
+        }
+      }
+      this.pool.checkFreeSpace(syscall);
+      const device = this.#allocDevice(syscall);
+      await this.pool.createSnapshot(device, parent ? parent.record.device : this.#catalog.root.baseDevice);
+      const now = Date.now();
+      const id = this.#nextLayer++;
+      const root = parent ? parent.record.root : this.#nextIno++;
+      const layer = new Layer(
+        { id, name: key, kind, parent: parent?.id ?? 0, device, root, created: now, updated: now, labels: { ...options?.labels } },
+        parent ? parent.alloc.inherit() : PageAllocator.fresh(this.#totalPages, this.#pagesPerBlock),
+        parent,
+      );
+      if (!parent) layer.tables.putInode(root, newInode(S_IFDIR | 0o755, now));
+      this.#layers.set(id, layer);
+      this.#byName.set(key, layer);
+      if (parent) parent.children++;
+      this.#catalog.markDirty(layer);
+      try {
+        await this.#commit();
+      } catch (e) {
+        this.#unregister(layer);
+        await this.pool.deleteDevice(device).catch(() => {});
+        throw e;
+      }
+      return this.#info(layer);
+    });
+  }
+
+  /**
+   * Turns active layer `key` into committed layer `name`; `key` is gone after. The labels
+   * become `options.labels` when given. EINVAL for a view, EBUSY while files are open.
+   */
+  commit(name: string, key: string, options?: LayerOptions): Promise<LayerInfo> {
+    return this.#mutate("commit", async () => {
+      checkName(name, "commit");
+      const layer = this.#get(key, "commit");
+      if (layer.record.kind !== "active") throw storeError("EINVAL", "commit", key, `'${key}' is ${layer.record.kind === "view" ? "a view" : "committed"}; only active layers can be committed`);
+      if (name !== key && this.#byName.has(name)) throw storeError("EEXIST", "commit", name, "a layer with this name exists");
+      if (layer.handles.size > 0) throw storeError("EBUSY", "commit", key, "files of the layer are open; close them first");
+      const before = layer.record;
+      const now = Date.now();
+      layer.record = { ...before, name, kind: "committed", created: now, updated: now, labels: options?.labels ? { ...options.labels } : before.labels };
+      this.#byName.delete(key);
+      this.#byName.set(name, layer);
+      layer.recordDirty = true;
+      this.#catalog.markDirty(layer);
+      try {
+        await this.#commit();
+      } catch (e) {
+        layer.record = before;
+        this.#byName.delete(name);
+        this.#byName.set(key, layer);
+        throw e;
+      }
+      return this.#info(layer);
+    });
+  }
+
+  /**
+   * Removes a layer and its device: blocks only it held go back to the pool. EBUSY when
+   * it has children or open files (nothing changes then). The key or name is free after.
+   * With `deferred`, the blocks are freed in the background (the layer is gone at once).
+   */
+  remove(key: string, options: RemoveOptions = {}): Promise<void> {
+    return this.#mutate("remove", async () => {
+      const layer = this.#get(key, "remove");
+      if (layer.children > 0) throw storeError("EBUSY", "remove", key, `cannot remove: ${layer.children} layer(s) are based on it; remove them first`);
+      if (layer.handles.size > 0) throw storeError("EBUSY", "remove", key, "cannot remove: files of the layer are open");
+      const device = layer.record.device;
+      if (!options.deferred) {
+        // The device's deletion and the store's new root switch in with one commit.
+        await this.pool.deleteDevice(device);
+        this.#unregister(layer);
+        await this.#commit();
+        return;
+      }
+      // The root drops the layer first and remembers the device, so a crash before the
+      // pool's own deletion commits cannot leave a layer without its device.
+      this.#unregister(layer);
+      this.#retired.push(device);
+      await this.#commit();
+      await this.pool.deleteDevice(device, { deferred: true });
+    });
+  }
+
+  #unregister(layer: Layer): void {
+    layer.removed = true;
+    this.#layers.delete(layer.id);
+    this.#byName.delete(layer.record.name);
+    this.#devices.delete(layer.id);
+    this.#catalog.forget(layer);
+    if (layer.parent) layer.parent.children--;
+  }
+
+  /** containerd's `Info` of a layer. ENOENT if there is none. */
+  stat(key: string): Promise<LayerInfo> {
+    return this.#lock.read(() => this.#info(this.#get(key, "stat")));
+  }
+
+  /**
+   * Changes labels, as containerd's Update: without field paths the labels are replaced;
+   * `labels` replaces them too; `labels.<key>` sets or deletes one. Any other field is
+   * immutable: EINVAL.
+   */
+  update(info: LayerUpdate, ...fieldPaths: string[]): Promise<LayerInfo> {
+    return this.#mutate("update", async () => {
+      const layer = this.#get(info.name, "update");
+      let labels = { ...layer.record.labels };
+      if (fieldPaths.length === 0) labels = { ...info.labels };
+      for (const fp of fieldPaths) {
+        if (fp === "labels") labels = { ...info.labels };
+        else if (fp.startsWith("labels.")) {
+          const k = fp.slice("labels.".length);
+          const v = info.labels?.[k];
+          if (v === undefined) delete labels[k];
+          else labels[k] = v;
+        } else {
+          throw storeError("EINVAL", "update", info.name, `field '${fp}' cannot be changed; only labels can`);
+        }
+      }
+      layer.record = { ...layer.record, labels, updated: Date.now() };
+      layer.recordDirty = true;
+      this.#catalog.markDirty(layer);
+      await this.#commit();
+      return this.#info(layer);
+    });
+  }
+
+  /** Calls `fn` for every layer matching any of `filters` (containerd's filter syntax). */
+  async walk(fn: (info: LayerInfo) => void | Promise<void>, ...filters: string[]): Promise<void> {
+    const match = compileFilters(filters);
+    for (const info of await this.list()) if (match(info)) await fn(info);
+  }
+
+  /** Every layer's info. */
+  list(): Promise<LayerInfo[]> {
+    return this.#lock.read(() => {
+      this.#checkOpen("list");
+      return [...this.#layers.values()].map((l) => this.#info(l));
+    });
+  }
+
+  /** What the layer alone holds: its own pool blocks and inline data, and its own inodes. */
+  usage(key: string): Promise<LayerUsage> {
+    return this.#lock.read(() => {
+      const layer = this.#get(key, "usage");
+      let size = layer.alloc.ownBlocks * this.pool.blockSize;
+      for (const inode of layer.tables.inodes.values()) {
+        if (inode.inline) size += inode.inline.byteLength;
+        else if (inode.target !== undefined) size += inode.size;
+      }
+      return { size, inodes: layer.tables.inodes.size };
+    });
+  }
+
+  /** The files of layer `key`, shaped after `node:fs/promises`. ENOENT if there is no such layer. */
+  fs(key: string): LayerFs {
+    return new LayerFs(this.#host, this.#get(key, "fs"));
+  }
+
+  /** Hits and misses of the lookup caches of frozen layers (path lookups). */
+  cacheStats(): { hits: number; misses: number } {
+    return { hits: this.#view.cache.hits, misses: this.#view.cache.misses };
+  }
+
+  /** Size of the base device, the most any layer can hold (dm.basesize). */
+  get baseSize(): number {
+    return this.#catalog.root.baseSize;
+  }
+
+  /** Mapped, exclusive and shared pool blocks of a layer's device (thin_ls). */
+  blockUsage(key: string): { device: DeviceId; mapped: number; exclusive: number; shared: number } {
+    const device = this.#get(key, "usage").record.device;
+    const { mapped, exclusive, shared } = this.pool.usage(device);
+    return { device, mapped, exclusive, shared };
+  }
+
+  /**
+   * Repairs what {@linkcode fsck} finds in active layers and commits; returns one line
+   * per change, or per finding left alone in an immutable layer.
+   */
+  repair(): Promise<string[]> {
+    return this.#mutate("repair", async () => {
+      const { changes, changed } = await repairLayers(this.pool, this.#host, [...this.#layers.values()]);
+      for (const layer of changed) this.#catalog.markDirty(layer);
+      if (this.#catalog.hasChanges) await this.#commit();
+      return changes;
+    });
+  }
+
+  /** The problems {@linkcode fsck} finds, one line each; empty when the store is consistent. */
+  async check(): Promise<string[]> {
+    return (await this.fsck()).problems;
+  }
+
+  /** Checks the store against its pool: blocks in use, link counts, dangling entries. */
+  fsck(): Promise<FsckReport> {
+    return this.#lock.write(() => {
+      this.#checkOpen("fsck");
+      return checkStore(this.pool, this.#view, [...this.#layers.values()], this.#catalog.root.baseDevice);
+    });
+  }
+
+  #info(layer: Layer): LayerInfo {
+    const r = layer.record;
+    const parent = r.parent ? this.#layers.get(r.parent)?.record.name ?? "" : "";
+    return { name: r.name, parent, kind: r.kind, created: new Date(r.created), updated: new Date(r.updated), labels: { ...r.labels } };
+  }
+
+  #get(key: string, syscall: string): Layer {
+    this.#checkOpen(syscall);
+    const layer = typeof key === "string" ? this.#byName.get(key) : undefined;
+    if (!layer) throw storeError("ENOENT", syscall, key, "no such layer");
+    return layer;
+  }
+
+  #device(layer: Layer): ThinDevice {
+    let dev = this.#devices.get(layer.id);
+    if (!dev) this.#devices.set(layer.id, dev = this.pool.device(layer.record.device));
+    return dev;
+  }
+
+  #allocDevice(syscall: string): DeviceId {
+    const used = new Set(this.pool.devices().map((d) => d.id));
+    for (let tries = 0; tries <= MAX_DEVICE_ID; tries++) {
+      const id = this.#nextDevice;
+      this.#nextDevice = id >= MAX_DEVICE_ID ? 1 : id + 1;
+      if (!used.has(id) && id !== this.#catalog.root.baseDevice) return id;
+    }
+    throw storeError("ENOSPC", syscall, this.pool.dir, "every one of the 16,777,216 device ids is in use");
+  }
+
+  #mutate<T>(syscall: string, fn: () => Promise<T>): Promise<T> {
+    return this.#lock.write(() => {
+      this.#checkOpen(syscall);
+      return fn();
+    });
+  }
+
+  #checkOpen(syscall: string): void {
+    if (this.#closed) throw storeError("EBADF", syscall, this.pool.dir, "the layer store is closed; open it again");
+  }
+
+  #checkLayer(layer: Layer, syscall: string): void {
+    this.#checkOpen(syscall);
+    if (layer.removed) throw storeError("ENOENT", syscall, layer.record.name, "the layer was removed");
+  }
+}
+
+function checkName(name: string, syscall: string): void {
+  if (typeof name !== "string" || name === "") throw storeError("EINVAL", syscall, String(name), "a layer key or name must be a non-empty string");
+}
