@@ -1,0 +1,227 @@
+/**
+ * Files between a layer and the host: `cp` (docker cp style: `KEY:/path` on one side, a
+ * host path or `-` for a tar stream on the other, files and trees both ways) and `cat`.
+ *
+ * @module
+ */
+import fs from "node:fs/promises";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import type { Command } from "commander";
+import tar from "tar-stream";
+import type { LayerFs } from "../../layers/mod.ts";
+import { layerPath } from "../args.ts";
+import { withStore } from "../context.ts";
+import { type Progress, progress } from "../progress.ts";
+
+const CHUNK = 1024 * 1024;
+
+/** Either side of a copy: the host's fs or a layer's, with the calls a copy needs. */
+interface Side {
+  lstat(p: string): Promise<{ isDirectory(): boolean; isFile(): boolean; isSymbolicLink(): boolean; mode: number; size: number; mtimeMs: number; atimeMs: number }>;
+  readdir(p: string): Promise<string[]>;
+  readlink(p: string): Promise<string>;
+  mkdir(p: string, opts: { recursive?: boolean; mode?: number }): Promise<unknown>;
+  symlink(target: string, p: string): Promise<void>;
+  chmod(p: string, mode: number): Promise<void>;
+  utimes(p: string, atime: number | Date, mtime: number | Date): Promise<void>;
+  readChunks(p: string): AsyncIterable<Uint8Array>;
+  writeChunks(p: string, mode: number, chunks: AsyncIterable<Uint8Array>): Promise<void>;
+}
+
+const host: Side = {
+  lstat: (p) => fs.lstat(p),
+  readdir: (p) => fs.readdir(p),
+  readlink: (p) => fs.readlink(p),
+  mkdir: (p, o) => fs.mkdir(p, o),
+  symlink: (t, p) => fs.symlink(t, p),
+  chmod: (p, m) => fs.chmod(p, m),
+  utimes: (p, a, m) => fs.utimes(p, a, m),
+  async *readChunks(p) {
+    const fh = await fs.open(p, "r");
+    try {
+      const buf = new Uint8Array(CHUNK);
+      for (let pos = 0; ;) {
+        const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
+        if (bytesRead === 0) return;
+        yield buf.slice(0, bytesRead);
+        pos += bytesRead;
+      }
+    } finally {
+      await fh.close();
+    }
+  },
+  async writeChunks(p, mode, chunks) {
+    const fh = await fs.open(p, "w", mode & 0o7777);
+    try {
+      for await (const c of chunks) await fh.write(c);
+    } finally {
+      await fh.close();
+    }
+  },
+};
+
+function layerSide(lfs: LayerFs): Side {
+  return {
+    lstat: (p) => lfs.lstat(p),
+    readdir: (p) => lfs.readdir(p) as Promise<string[]>,
+    readlink: (p) => lfs.readlink(p),
+    mkdir: (p, o) => lfs.mkdir(p, o),
+    symlink: (t, p) => lfs.symlink(t, p),
+    chmod: (p, m) => lfs.chmod(p, m),
+    utimes: (p, a, m) => lfs.utimes(p, a, m),
+    async *readChunks(p) {
+      const fh = await lfs.open(p, "r");
+      try {
+        for (let pos = 0; ;) {
+          const buf = new Uint8Array(CHUNK);
+          const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
+          if (bytesRead === 0) return;
+          yield buf.subarray(0, bytesRead);
+          pos += bytesRead;
+        }
+      } finally {
+        await fh.close();
+      }
+    },
+    async writeChunks(p, mode, chunks) {
+      const fh = await lfs.open(p, "w", mode & 0o7777);
+      try {
+        let pos = 0;
+        for await (const c of chunks) {
+          await fh.write(c, 0, c.byteLength, pos);
+          pos += c.byteLength;
+        }
+      } finally {
+        await fh.close();
+      }
+    },
+  };
+}
+
+async function exists(side: Side, p: string) {
+  return await side.lstat(p).catch(() => undefined);
+}
+
+/** Copies a file, symlink or tree from one side to the other. */
+async function copyTree(from: Side, src: string, to: Side, dst: string, bar: Progress): Promise<void> {
+  const st = await from.lstat(src);
+  if (st.isSymbolicLink()) {
+    await to.symlink(await from.readlink(src), dst);
+    return;
+  }
+  if (st.isDirectory()) {
+    await to.mkdir(dst, { recursive: true, mode: st.mode & 0o7777 });
+    for (const name of (await from.readdir(src)).sort()) await copyTree(from, path.posix.join(src, name), to, path.posix.join(dst, name), bar);
+    await to.chmod(dst, st.mode & 0o7777);
+  } else if (st.isFile()) {
+    async function* counted() {
+      for await (const c of from.readChunks(src)) {
+        bar.advance(c.byteLength);
+        yield c;
+      }
+    }
+    await to.writeChunks(dst, st.mode, counted());
+    await to.chmod(dst, st.mode & 0o7777);
+  } else {
+    return; // devices and fifos stay where they are: docker cp skips them too
+  }
+  await to.utimes(dst, st.atimeMs / 1000, st.mtimeMs / 1000);
+}
+
+async function treeSize(side: Side, p: string): Promise<number> {
+  const st = await side.lstat(p);
+  if (st.isFile()) return st.size;
+  if (!st.isDirectory()) return 0;
+  let n = 0;
+  for (const name of await side.readdir(p)) n += await treeSize(side, path.posix.join(p, name));
+  return n;
+}
+
+/** docker cp's destination rule: into an existing directory, under the source's name. */
+async function target(to: Side, dst: string, src: string): Promise<string> {
+  const st = await exists(to, dst);
+  return st?.isDirectory() ? path.posix.join(dst, path.posix.basename(src)) : dst;
+}
+
+async function packTree(side: Side, src: string): Promise<void> {
+  const pack = tar.pack();
+  const done = pipeline(pack, process.stdout);
+  const walk = async (p: string, name: string) => {
+    const st = await side.lstat(p);
+    const header = { name, mode: st.mode & 0o7777, mtime: new Date(st.mtimeMs) };
+    if (st.isSymbolicLink()) pack.entry({ ...header, type: "symlink", linkname: await side.readlink(p) });
+    else if (st.isDirectory()) {
+      pack.entry({ ...header, type: "directory" });
+      for (const child of (await side.readdir(p)).sort()) await walk(path.posix.join(p, child), `${name}/${child}`);
+    } else if (st.isFile()) {
+      const chunks: Uint8Array[] = [];
+      for await (const c of side.readChunks(p)) chunks.push(c);
+      pack.entry({ ...header, size: st.size }, Buffer.concat(chunks));
+    }
+  };
+  await walk(src, path.posix.basename(src) || ".");
+  pack.finalize();
+  await done;
+}
+
+async function unpackInto(side: Side, dst: string): Promise<void> {
+  const extract = tar.extract();
+  const work = (async () => {
+    for await (const entry of extract) {
+      const h = entry.header;
+      const rel = path.posix.normalize("/" + h.name).slice(1);
+      const p = path.posix.join(dst, rel);
+      if (h.type === "directory") await side.mkdir(p, { recursive: true, mode: h.mode });
+      else if (h.type === "symlink") await side.symlink(h.linkname!, p);
+      else if (h.type === "file") await side.writeChunks(p, h.mode ?? 0o644, entry as AsyncIterable<Uint8Array>);
+      entry.resume();
+    }
+  })();
+  await pipeline(process.stdin, extract);
+  await work;
+}
+
+export function fileCommands(cmd: Command): void {
+  cmd.command("cp")
+    .description("copy files or trees between a layer and the host: KEY:/path and a host path (or - for a tar stream)")
+    .argument("<src>").argument("<dst>")
+    .action((src: string, dst: string, _o, c: Command) =>
+      withStore(c, async (store) => {
+        const s = layerPath(src);
+        const d = layerPath(dst);
+        if ((s ? 1 : 0) + (d ? 1 : 0) !== 1) {
+          throw Object.assign(new Error(`exactly one side of cp must be KEY:/path, got '${src}' and '${dst}'`), { code: "EINVAL" });
+        }
+        if (s) {
+          const from = layerSide(store.fs(s.key));
+          if (dst === "-") return await packTree(from, s.path);
+          const bar = progress("cp", await treeSize(from, s.path));
+          try {
+            await copyTree(from, s.path, host, await target(host, dst, s.path), bar);
+          } finally {
+            bar.stop();
+          }
+        } else {
+          const to = layerSide(store.fs(d!.key));
+          if (src === "-") return await unpackInto(to, d!.path);
+          const bar = progress("cp", await treeSize(host, src));
+          try {
+            await copyTree(host, path.resolve(src), to, await target(to, d!.path, src), bar);
+          } finally {
+            bar.stop();
+          }
+        }
+        await store.sync();
+      }));
+
+  cmd.command("cat")
+    .description("print a file of a layer")
+    .argument("<spec>", "KEY:/path")
+    .action((spec: string, _o, c: Command) =>
+      withStore(c, async (store) => {
+        const p = layerPath(spec);
+        if (!p) throw Object.assign(new Error(`'${spec}' is not KEY:/path`), { code: "EINVAL" });
+        for await (const chunk of layerSide(store.fs(p.key)).readChunks(p.path)) process.stdout.write(chunk);
+      }));
+}
