@@ -164,11 +164,15 @@ async function carryOut(ctx: IoContext, plans: BlockPlan[], bytes: Uint8Array): 
     }
     push(pieces, { pos: base + p.inBlock, at: p.at, len: p.len });
   }
-  if (copies.length) await ctx.io.run({ file: ctx.file, key: ctx.key, ops: copies });
-  const runs = batches(pieces).map((batch, i) =>
+  const parts = batches(pieces);
+  // One batch (every write up to a slot): the copies go first in the same task, since a
+  // task's steps run in order. Larger writes copy first, then write their batches in parallel.
+  const inline = parts.length <= 1;
+  if (copies.length && !inline) await ctx.io.run({ file: ctx.file, key: ctx.key, ops: copies });
+  const runs = parts.map((batch, i) =>
     ctx.io.withSlot(async (slot) => {
       let fill = 0;
-      const ops: IoOp[] = i === 0 ? zeros : [];
+      const ops: IoOp[] = i === 0 ? (inline ? [...copies, ...zeros] : zeros) : [];
       for (const p of batch) {
         ctx.io.arena.set(bytes.subarray(p.at, p.at + p.len), slot + fill);
         ops.push({ op: "write", pos: p.pos, at: slot + fill, len: p.len });
@@ -177,7 +181,7 @@ async function carryOut(ctx: IoContext, plans: BlockPlan[], bytes: Uint8Array): 
       await ctx.io.run({ file: ctx.file, key: ctx.key, ops });
     })
   );
-  if (runs.length === 0 && zeros.length) runs.push(ctx.io.run({ file: ctx.file, key: ctx.key, ops: zeros }));
+  if (runs.length === 0 && (zeros.length || copies.length)) runs.push(ctx.io.run({ file: ctx.file, key: ctx.key, ops: [...copies, ...zeros] }));
   await Promise.all(runs);
 }
 
