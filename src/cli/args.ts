@@ -17,9 +17,14 @@ export function percentArg(value: string): number {
   return n;
 }
 
-/** Splits `KEY:/path` into its key and path; undefined for a host path. */
+/**
+ * Splits `KEY:/path` into its key and path; undefined for a host path (one starting with
+ * `/` or `.`, as docker cp has it). The key ends at the first `:/`, so keys may hold
+ * colons (`sha256:ab12:/etc`); `KEY:rel` (no slash) splits at the first colon.
+ */
 export function layerPath(spec: string): { key: string; path: string } | undefined {
-  const i = spec.indexOf(":");
+  const slash = spec.indexOf(":/");
+  const i = slash > 0 ? slash : spec.indexOf(":");
   if (i <= 0 || spec.startsWith("/") || spec.startsWith(".")) return undefined;
   const p = spec.slice(i + 1);
   return { key: spec.slice(0, i), path: p.startsWith("/") ? p : `/${p}` };

@@ -1,31 +1,93 @@
 /** Where the CLI's store lives and how commands open it. @module */
+import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
+import { formatBytes } from "../common/units.ts";
 import { LayerStore } from "../layers/mod.ts";
+import { METADATA_DIR } from "../pool/pool.ts";
+import { ROOT_FILE } from "../pool/metastore.ts";
+import type { AutoextendEvent } from "../pool/types.ts";
+import { withLock } from "./lock.ts";
 
 /** The store directory: --root, else $THINSTACK_ROOT, else ./.thinstack. */
 export function rootOf(cmd: Command): string {
   const opts = cmd.optsWithGlobals() as { root?: string };
-  return path.resolve(opts.root ?? process.env.THINSTACK_ROOT ?? ".thinstack");
+  return path.resolve(opts.root || process.env.THINSTACK_ROOT || ".thinstack");
 }
 
-/** Opens the store, runs `fn`, and closes it (committing) whatever happens. */
+/** True when `root` holds a pool's root record (a store, or what is left of one). */
+export function hasStore(root: string): boolean {
+  return fs.existsSync(path.join(root, METADATA_DIR, ROOT_FILE));
+}
+
+/** The error for a directory that holds no store. */
+export function noStore(root: string): Error {
+  return Object.assign(
+    new Error(`ENOENT: no store at '${root}'; create one with 'thinstack init' (or pass --root, or set THINSTACK_ROOT)`),
+    { code: "ENOENT" },
+  );
+}
+
+/** Opens the store in `root` for a command; errors say what to do next. */
+export async function openStore(root: string): Promise<LayerStore> {
+  if (!hasStore(root)) throw noStore(root);
+  let store: LayerStore;
+  try {
+    store = await LayerStore.open(root);
+  } catch (e) {
+    const err = e as { message?: string; code?: string };
+    const first = String(err.message ?? e).split("\n")[0];
+    // Damaged metadata shows up as a decoding error (no code), EIO, EINVAL or a missing file.
+    const damaged = !err.code || ["EIO", "EINVAL", "ENOENT"].includes(err.code);
+    const hint = damaged ? " (run 'thinstack check'; 'thinstack repair' fixes what it can)" : "";
+    throw Object.assign(
+      new Error(`cannot open the store at '${root}': ${first}${hint}`),
+      { code: err.code ?? "EIO", cause: e },
+    );
+  }
+  store.pool.onAutoextend = (event) => note(autoextendLine(event, store));
+  return store;
+}
+
+/**
+ * Runs `fn` on the existing store in `root`, holding its lock (see lock.ts): for commands
+ * that read or change the metadata without opening the store (check, repair, dump).
+ */
+export async function withExisting<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  if (!hasStore(root)) throw noStore(root);
+  return await withLock(root, () => {
+    if (!hasStore(root)) throw noStore(root); // removed while we waited
+    return fn();
+  });
+}
+
+/** Opens the store (holding its lock), runs `fn`, and closes it (committing) whatever happens. */
 export async function withStore<T>(cmd: Command, fn: (store: LayerStore, root: string) => Promise<T>): Promise<T> {
   const root = rootOf(cmd);
-  const store = await LayerStore.open(root).catch((e) => {
-    if ((e as { code?: string }).code === "ENOENT") {
-      throw Object.assign(new Error(`no store at '${root}'; create one with 'thinstack init' (or pass --root)`), { code: "ENOENT" });
+  return await withExisting(root, async () => {
+    const store = await openStore(root);
+    try {
+      return await fn(store, root);
+    } finally {
+      await store.close();
     }
-    throw e;
   });
-  try {
-    return await fn(store, root);
-  } finally {
-    await store.close();
-  }
+}
+
+/** What the CLI says when the pool grew by itself (LVM's thin-pool autoextend). */
+export function autoextendLine(e: AutoextendEvent, store: LayerStore): string {
+  const bs = store.pool.blockSize;
+  const { autoextendThreshold, autoextendPercent } = store.pool.status().settings;
+  return `data space passed ${autoextendThreshold}% (${e.usedBlocks} of ${e.fromBlocks} blocks used): ` +
+    `grew the data file from ${formatBytes(e.fromBlocks * bs)} to ${formatBytes(e.toBlocks * bs)} (thin_pool_autoextend_percent ${autoextendPercent})`;
 }
 
 /** Writes to stdout. */
 export function out(text: string): void {
   process.stdout.write(text);
+}
+
+/** Writes a `thinstack: ...` line to stderr: news that is not the command's output. */
+export function note(text: string): void {
+  process.stderr.write(`thinstack: ${text}\n`);
 }

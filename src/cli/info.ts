@@ -9,6 +9,8 @@ import path from "node:path";
 import { formatBytes } from "../common/units.ts";
 import type { Pool } from "../pool/pool.ts";
 import { METADATA_DIR } from "../pool/pool.ts";
+import { MetaStore } from "../pool/metastore.ts";
+import { checkPoolRecord } from "../pool/persist.ts";
 
 /** The package version, reported as the Library Version. */
 export const VERSION = "0.1.0";
@@ -74,14 +76,42 @@ export function infoFields(pool: Pool, root: string, baseSize: number): [string,
   ];
 }
 
+/** What the status line is made of: a pool's status, or what the metadata says offline. */
+export interface StatusFields {
+  transactionId: number;
+  dataBlocks: { used: number; total: number };
+  metadataBytes: { used: number; total: number };
+  pendingFreeBlocks: number;
+}
+
 /**
  * dm-thin's status line: `<transaction id> <used>/<total metadata blocks> <used>/<total
  * data blocks> <held root> rw|ro|out_of_data_space discard_passdown error_if_no_space
- * needs_check|-`. Metadata blocks are 4 KiB, as dm-thin counts them.
+ * needs_check|-`. Metadata blocks are 4 KiB, as dm-thin counts them. `ro` is for a pool
+ * that cannot be opened (dm-thin's read-only mode after a metadata error).
  */
-export function statusLine(pool: Pool, needsCheck: boolean): string {
-  const s = pool.status();
+export function statusLine(s: StatusFields, needsCheck: boolean, readOnly = false): string {
   const meta = (n: number) => Math.ceil(n / 4096);
-  const mode = s.dataBlocks.total - s.dataBlocks.used - s.pendingFreeBlocks <= 0 ? "out_of_data_space" : "rw";
+  const full = s.dataBlocks.total - s.dataBlocks.used - s.pendingFreeBlocks <= 0;
+  const mode = readOnly ? "ro" : full ? "out_of_data_space" : "rw";
   return `${s.transactionId} ${meta(s.metadataBytes.used)}/${meta(s.metadataBytes.total)} ${s.dataBlocks.used}/${s.dataBlocks.total} - ${mode} discard_passdown error_if_no_space ${needsCheck ? "needs_check" : "-"}`;
+}
+
+/**
+ * The status fields as the last commit recorded them, read without opening the pool: for
+ * `status` on a pool whose metadata is too damaged to open. Undefined without a readable
+ * pool record.
+ */
+export async function offlineStatus(root: string): Promise<StatusFields | undefined> {
+  const dir = path.join(root, METADATA_DIR);
+  const record = await new MetaStore(dir).readRoot().catch(() => undefined);
+  if (!checkPoolRecord(record)) return undefined;
+  let used = 0;
+  for (const f of await fs.promises.readdir(dir)) used += (await fs.promises.stat(path.join(dir, f)).catch(() => undefined))?.size ?? 0;
+  return {
+    transactionId: record.transactionId,
+    dataBlocks: { used: record.usedBlocks ?? 0, total: record.dataBlocks },
+    metadataBytes: { used, total: record.metadataSize },
+    pendingFreeBlocks: 0,
+  };
 }

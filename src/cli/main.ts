@@ -3,6 +3,10 @@
  * guide and thin-provisioning-tools. Under Node run it as `npx thinstack`; under Deno as
  * `deno run -A src/cli/main.ts`.
  *
+ * Exit codes: 0 on success, 1 when a command fails (one `thinstack: ...` line on stderr)
+ * or finds faults (`check`), 2 for a usage error (an unknown command or option, a bad
+ * size or percentage).
+ *
  * @module
  */
 import { Command, CommanderError } from "commander";
@@ -11,6 +15,7 @@ import { layerCommands } from "./commands/layers.ts";
 import { fileCommands } from "./commands/files.ts";
 // Image commands (apply, diff, import, images, export, checkout) join when interchange lands.
 import { VERSION } from "./info.ts";
+import { errorLine, Exit } from "./output.ts";
 
 /** Builds the program. */
 export function program(): Command {
@@ -18,13 +23,19 @@ export function program(): Command {
     .description("A thin-provisioned snapshot store for layered container images (dm-thin in user space).")
     .version(VERSION)
     .option("--root <dir>", "the store's directory (default: $THINSTACK_ROOT, else ./.thinstack)")
-    .showHelpAfterError("(run with --help for usage)")
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     // Before the subcommands are added, so they inherit it: usage errors become exit code 2.
     .exitOverride();
   storeCommands(cmd);
   layerCommands(cmd);
   fileCommands(cmd);
+  // Usage errors as one line, like every other error, naming where the usage is.
+  for (const c of [cmd, ...cmd.commands]) {
+    const help = c === cmd ? "thinstack --help" : `thinstack ${c.name()} --help`;
+    c.configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      outputError: (s, write) => write(`thinstack: ${s.replace(/^error: /, "").trim().replace(/\s*\n\s*/g, " ")} (see '${help}')\n`),
+    });
+  }
   return cmd;
 }
 
@@ -36,18 +47,18 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    const err = e as { message?: string; code?: string };
-    process.stderr.write(`thinstack: ${err.message ?? String(e)}\n`);
+    if (e instanceof Exit) return e.code;
+    process.stderr.write(errorLine(e));
+    if (process.env.THINSTACK_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? ""}\n`);
     return 1;
   }
 }
 
-if (import.meta.main ?? process.argv[1]?.endsWith("main.ts")) {
+// Deno sets import.meta.main; Node has none (bin.mjs calls main itself, or `tsx main.ts`).
+// Read through a cast: augmenting ImportMeta would clash with Deno's own declaration.
+if ((import.meta as { main?: boolean }).main ?? process.argv[1]?.endsWith("main.ts")) {
   const argv = typeof Deno !== "undefined" ? Deno.args : process.argv.slice(2);
   process.exitCode = await main(argv);
 }
 
 declare const Deno: { args: string[] } | undefined;
-declare global {
-  interface ImportMeta { main?: boolean }
-}

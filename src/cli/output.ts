@@ -16,3 +16,20 @@ export function fields(pairs: [string, string][], indent = " "): string {
 export function json(value: unknown): string {
   return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? Number(v) : v instanceof Map ? Object.fromEntries(v) : v), 2) + "\n";
 }
+
+/** An error as the one line the CLI prints for it: `thinstack: <message>`. */
+export function errorLine(e: unknown): string {
+  const message = (e as { message?: unknown })?.message;
+  const text = typeof message === "string" && message ? message : String(e);
+  return `thinstack: ${text.trim().replace(/\s*\n\s*/g, "; ")}\n`;
+}
+
+/**
+ * Thrown by a command that has said what it had to say (a report, or one error line per
+ * failed item) and must end with exit code `code`.
+ */
+export class Exit extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}

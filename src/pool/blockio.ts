@@ -101,7 +101,19 @@ function workerExecArgv(): string[] | undefined {
   if (typeof Deno !== "undefined") return undefined;
   const argv = process.execArgv;
   const hasTsx = argv.some((a, i) => /(^|[/=])tsx(\/|$)/.test(a) || (a === "--import" && /tsx/.test(argv[i + 1] ?? "")));
-  return hasTsx ? argv : [...argv, "--import", "tsx"];
+  return hasTsx ? argv : [...argv, "--import", tsxLoader()];
+}
+
+/**
+ * tsx's loader as an absolute URL: `--import` resolves a bare name from the working
+ * directory, where tsx need not be installed (a CLI run from the user's own directory).
+ */
+function tsxLoader(): string {
+  try {
+    return import.meta.resolve("tsx");
+  } catch {
+    return "tsx";
+  }
 }
 
 const codes: Record<string, true> = { ENOENT: true, ENOSPC: true, EIO: true, EACCES: true, EPERM: true, EBADF: true, EINVAL: true };

@@ -13,6 +13,7 @@ import { storeError } from "../common/errors.ts";
 import { buildNodes } from "./check.ts";
 import { FANOUT } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
+import type { PoolSettings } from "./types.ts";
 import { checkPoolRecord, type DeviceRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, type StoredNode } from "./persist.ts";
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -30,6 +31,11 @@ function fromJson(s: string): unknown {
   return JSON.parse(s, (_k, x) => (x && typeof x === "object" && typeof x.$bytes === "string" && Object.keys(x).length === 1)
     ? new Uint8Array(Buffer.from(x.$bytes, "base64")) : x);
 }
+
+/** The pool's operator settings, as superblock attributes. */
+const SETTINGS: [keyof PoolSettings, string][] = [
+  ["minFreeSpacePercent", "min_free_space"], ["autoextendThreshold", "autoextend_threshold"], ["autoextendPercent", "autoextend_percent"],
+];
 
 const attrs = (o: Record<string, string | number>) => Object.entries(o).map(([k, v]) => ` ${k}="${esc(String(v))}"`).join("");
 
@@ -49,7 +55,9 @@ export async function dumpPool(dir: string): Promise<string> {
   const nodes = new Map<number, StoredNode>();
   for (const name of record.segments) for (const n of (await meta.read(name) as SegmentRecord).nodes) nodes.set(n[0], n);
   const out: string[] = [];
-  out.push(`<superblock${attrs({ format: POOL_FORMAT, version: record.version, transaction: record.transactionId, block_size: record.blockSize, nr_data_blocks: record.dataBlocks, metadata_size: record.metadataSize })}>`);
+  const settings: Record<string, number> = {};
+  for (const [k, name] of SETTINGS) if (typeof record.settings?.[k] === "number") settings[name] = record.settings[k]!;
+  out.push(`<superblock${attrs({ format: POOL_FORMAT, version: record.version, transaction: record.transactionId, block_size: record.blockSize, nr_data_blocks: record.dataBlocks, metadata_size: record.metadataSize, ...settings })}>`);
   const devs: DeviceRecord[] = [];
   for (const file of Object.values(record.devices)) devs.push(await meta.read(file) as DeviceRecord);
   for (const d of devs.sort((a, b) => a.id - b.id)) {
@@ -159,6 +167,14 @@ export async function restorePool(dir: string, text: string): Promise<void> {
     metadataSize: num(head.a, "metadata_size"), nextNodeId: nextId, usedBlocks: used.size,
     devices: deviceFiles, segments, participants,
   };
+  const settings: Partial<PoolSettings> = {};
+  for (const [k, name] of SETTINGS) {
+    if (head.a[name] === undefined) continue;
+    const v = Number(head.a[name]);
+    if (!Number.isFinite(v)) throw storeError("EINVAL", "restore", dir, `attribute ${name}="${head.a[name]}" is not a number`);
+    settings[k] = v;
+  }
+  if (Object.keys(settings).length) record.settings = settings;
   await meta.switchRoot(record);
   await meta.collect(new Set([...segments, ...Object.values(deviceFiles), ...files.map(([n]) => n)]));
 }

@@ -23,9 +23,20 @@ export class MetaStore {
 
   /** Writes `value` to a new file named after `prefix` and the transaction; returns the name. */
   async write(prefix: string, transactionId: number, value: unknown): Promise<string> {
-    const name = `${prefix}.${transactionId}.${(this.#seq++).toString(36)}.cbor`;
     const bytes = encodeCbor(value);
-    const fh = await fs.open(path.join(this.dir, name), "wx");
+    let name: string;
+    let fh: fs.FileHandle;
+    for (;;) {
+      name = `${prefix}.${transactionId}.${(this.#seq++).toString(36)}.cbor`;
+      try {
+        fh = await fs.open(path.join(this.dir, name), "wx");
+        break;
+      } catch (e) {
+        // Taken by a file of the same transaction (restore and repair write at a transaction
+        // id the directory may already hold files of): the next name is as fresh.
+        if ((e as { code?: string }).code !== "EEXIST") throw e;
+      }
+    }
     try {
       await fh.writeFile(bytes);
       await fh.datasync();

@@ -9,6 +9,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import tar from "tar-stream";
+import { storeError } from "../../common/errors.ts";
 import type { LayerFs } from "../../layers/mod.ts";
 import { layerPath } from "../args.ts";
 import { withStore } from "../context.ts";
@@ -144,42 +145,85 @@ async function target(to: Side, dst: string, src: string): Promise<string> {
   return st?.isDirectory() ? path.posix.join(dst, path.posix.basename(src)) : dst;
 }
 
-async function packTree(side: Side, src: string): Promise<void> {
+/** Writes `src` of a layer (a file or a tree) to stdout as a tar stream, one file at a time. */
+async function packTree(lfs: LayerFs, src: string): Promise<void> {
   const pack = tar.pack();
   const done = pipeline(pack, process.stdout);
+  done.catch(() => {}); // awaited below; a failed walk must not leave it unhandled
   const walk = async (p: string, name: string) => {
-    const st = await side.lstat(p);
-    const header = { name, mode: st.mode & 0o7777, mtime: new Date(st.mtimeMs) };
-    if (st.isSymbolicLink()) pack.entry({ ...header, type: "symlink", linkname: await side.readlink(p) });
+    const st = await lfs.lstat(p);
+    const header = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: new Date(st.mtimeMs) };
+    if (st.isSymbolicLink()) pack.entry({ ...header, type: "symlink", linkname: await lfs.readlink(p) });
     else if (st.isDirectory()) {
       pack.entry({ ...header, type: "directory" });
-      for (const child of (await side.readdir(p)).sort()) await walk(path.posix.join(p, child), `${name}/${child}`);
+      for (const child of ((await lfs.readdir(p)) as string[]).sort()) await walk(path.posix.join(p, child), `${name}/${child}`);
     } else if (st.isFile()) {
-      const chunks: Uint8Array[] = [];
-      for await (const c of side.readChunks(p)) chunks.push(c);
-      pack.entry({ ...header, size: st.size }, Buffer.concat(chunks));
+      await new Promise<void>((resolve, reject) => {
+        const entry = pack.entry({ ...header, size: st.size }, (err) => (err ? reject(err) : resolve()));
+        (async () => {
+          for await (const c of layerSide(lfs).readChunks(p)) {
+            if (!entry.write(c)) await new Promise<void>((r) => entry.once("drain", () => r()));
+          }
+          entry.end(() => {});
+        })().catch((e) => {
+          entry.destroy(e);
+          reject(e);
+        });
+      });
     }
   };
-  await walk(src, path.posix.basename(src) || ".");
+  try {
+    await walk(src, path.posix.basename(src) || ".");
+  } catch (e) {
+    pack.destroy(e as Error);
+    throw e;
+  }
   pack.finalize();
   await done;
 }
 
-async function unpackInto(side: Side, dst: string): Promise<void> {
+/**
+ * Extracts a tar stream from stdin into directory `dst` of a layer, as `docker cp -`:
+ * `dst` must be a directory; files, directories, symlinks and hard links keep their
+ * modes and times.
+ */
+async function unpackInto(lfs: LayerFs, dst: string): Promise<void> {
+  const st = await lfs.stat(dst).catch(() => undefined);
+  if (!st) throw storeError("ENOENT", "cp", dst, "the destination of a tar stream must be an existing directory of the layer");
+  if (!st.isDirectory()) throw storeError("ENOTDIR", "cp", dst, "the destination of a tar stream must be a directory");
   const extract = tar.extract();
-  const work = (async () => {
-    for await (const entry of extract) {
-      const h = entry.header;
-      const rel = path.posix.normalize("/" + h.name).slice(1);
-      const p = path.posix.join(dst, rel);
-      if (h.type === "directory") await side.mkdir(p, { recursive: true, mode: h.mode });
-      else if (h.type === "symlink") await side.symlink(h.linkname!, p);
-      else if (h.type === "file") await side.writeChunks(p, h.mode ?? 0o644, entry as AsyncIterable<Uint8Array>);
-      entry.resume();
+  const feed = pipeline(process.stdin, extract);
+  feed.catch(() => {}); // awaited below, after the entries; an entry's failure ends it early
+  const dirTimes: [string, Date][] = [];
+  // Every name lands inside `dst`: `..` and absolute names cannot climb out of it.
+  const inside = (name: string) => path.posix.join(dst, path.posix.normalize("/" + name).slice(1)).replace(/(.)\/+$/, "$1");
+  for await (const entry of extract) {
+    const h = entry.header;
+    const p = inside(h.name);
+    const mode = (h.mode ?? 0o644) & 0o7777;
+    const mtime = h.mtime ?? new Date();
+    if (h.type === "directory") {
+      if (!(await lfs.lstat(p).catch(() => undefined))?.isDirectory()) await lfs.mkdir(p, { recursive: true, mode });
+      await lfs.chmod(p, mode);
+      dirTimes.push([p, mtime]);
+    } else if (h.type === "symlink") {
+      await lfs.rm(p, { force: true });
+      await lfs.symlink(h.linkname!, p);
+      await lfs.lutimes(p, mtime, mtime);
+    } else if (h.type === "link") {
+      await lfs.rm(p, { force: true });
+      await lfs.link(inside(h.linkname!), p);
+    } else if (h.type === "file" || h.type === "contiguous-file") {
+      await layerSide(lfs).writeChunks(p, mode, entry as AsyncIterable<Uint8Array>);
+      await lfs.chmod(p, mode);
+      await lfs.utimes(p, mtime, mtime);
     }
-  })();
-  await pipeline(process.stdin, extract);
-  await work;
+    // Devices, fifos and the rest stay out, as with docker cp.
+    entry.resume();
+  }
+  await feed;
+  // Last, and deepest first: making entries inside a directory changes its times.
+  for (const [p, t] of dirTimes.reverse()) await lfs.utimes(p, t, t);
 }
 
 export function fileCommands(cmd: Command): void {
@@ -195,7 +239,7 @@ export function fileCommands(cmd: Command): void {
         }
         if (s) {
           const from = layerSide(store.fs(s.key));
-          if (dst === "-") return await packTree(from, s.path);
+          if (dst === "-") return await packTree(store.fs(s.key), s.path);
           const bar = progress("cp", await treeSize(from, s.path));
           try {
             await copyTree(from, s.path, host, await target(host, dst, s.path), bar);
@@ -204,7 +248,10 @@ export function fileCommands(cmd: Command): void {
           }
         } else {
           const to = layerSide(store.fs(d!.key));
-          if (src === "-") return await unpackInto(to, d!.path);
+          if (src === "-") {
+            await unpackInto(store.fs(d!.key), d!.path);
+            return await store.sync();
+          }
           const bar = progress("cp", await treeSize(host, src));
           try {
             await copyTree(host, path.resolve(src), to, await target(to, d!.path, src), bar);
@@ -222,6 +269,10 @@ export function fileCommands(cmd: Command): void {
       withStore(c, async (store) => {
         const p = layerPath(spec);
         if (!p) throw Object.assign(new Error(`'${spec}' is not KEY:/path`), { code: "EINVAL" });
-        for await (const chunk of layerSide(store.fs(p.key)).readChunks(p.path)) process.stdout.write(chunk);
+        const lfs = store.fs(p.key);
+        if ((await lfs.stat(p.path)).isDirectory()) throw storeError("EISDIR", "cat", spec, "a directory; copy it out with 'thinstack cp'");
+        for await (const chunk of layerSide(lfs).readChunks(p.path)) {
+          if (!process.stdout.write(chunk)) await new Promise<void>((r) => process.stdout.once("drain", () => r()));
+        }
       }));
 }

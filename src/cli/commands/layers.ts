@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { formatIec } from "../../common/units.ts";
 import type { LayerInfo, LayerStore } from "../../layers/mod.ts";
 import { out, withStore } from "../context.ts";
-import { json, table } from "../output.ts";
+import { errorLine, Exit, json, table } from "../output.ts";
 
 /** The layer tree as indented lines, children under their parent, by name. */
 export function layerTree(layers: LayerInfo[]): string {
@@ -69,10 +69,19 @@ export function layerCommands(cmd: Command): void {
     .argument("<keys...>")
     .action((keys: string[], _o, c: Command) =>
       withStore(c, async (store) => {
+        // As docker rm: every key is tried; each failure is one line, and the exit code 1.
+        let failed = 0;
         for (const key of keys) {
-          await store.remove(key, { deferred: true });
-          out(`${key}\n`);
+          try {
+            await store.remove(key, { deferred: true });
+            out(`${key}\n`);
+          } catch (e) {
+            if (keys.length === 1) throw e;
+            process.stderr.write(errorLine(e));
+            failed++;
+          }
         }
+        if (failed) throw new Exit(1);
       }));
 
   cmd.command("ls")

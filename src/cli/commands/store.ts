@@ -1,16 +1,21 @@
 /** Store-wide commands: init, info, status, resize, check, repair, dump, restore, trim. @module */
 import fs from "node:fs/promises";
+import path from "node:path";
 import type { Command } from "commander";
+import { storeError } from "../../common/errors.ts";
 import { formatBytes, GiB, KiB } from "../../common/units.ts";
+import { LayerStore } from "../../layers/mod.ts";
+import { PAGE } from "../../layers/inode.ts";
 import { checkPool, repairPool } from "../../pool/check.ts";
 import { dumpPool, restorePool } from "../../pool/dump.ts";
-import { LayerStore } from "../../layers/mod.ts";
-import { Pool } from "../../pool/pool.ts";
-import { storeError } from "../../common/errors.ts";
+import { DATA_FILE, METADATA_DIR } from "../../pool/pool.ts";
 import { percentArg, sizeArg } from "../args.ts";
-import { out, rootOf, withStore } from "../context.ts";
-import { infoFields, statusLine } from "../info.ts";
-import { fields, json } from "../output.ts";
+import { hasStore, openStore, out, rootOf, withExisting, withStore } from "../context.ts";
+import { withLock } from "../lock.ts";
+import { infoFields, offlineStatus, statusLine } from "../info.ts";
+import { errorLine, Exit, fields, json } from "../output.ts";
+
+const exists = (p: string) => fs.lstat(p).then(() => true, () => false);
 
 export function storeCommands(cmd: Command): void {
   cmd.command("init")
@@ -24,16 +29,42 @@ export function storeCommands(cmd: Command): void {
     .option("--autoextend-percent <pct>", "how much the pool grows each time", percentArg, 20)
     .action(async (o, c: Command) => {
       const root = rootOf(c);
-      if (await Pool.open(root).then((p) => p.close().then(() => true), () => false)) {
-        throw storeError("EEXIST", "init", root, "a store already exists here; use it, or pick another --root");
+      const refuseExisting = () => {
+        if (hasStore(root)) throw storeError("EEXIST", "init", root, "a store already exists here; use it, or pick another --root");
+      };
+      refuseExisting();
+      if (o.baseSize % PAGE !== 0 || o.baseSize < o.blockSize) {
+        throw storeError("EINVAL", "init", root, `--base-size ${formatBytes(o.baseSize)} must be a whole number of 4 KiB pages and at least one pool block (${formatBytes(o.blockSize)})`);
       }
-      const store = await LayerStore.open(root, {
-        create: true, dataSize: o.dataSize, metadataSize: o.metadataSize, blockSize: o.blockSize, baseSize: o.baseSize,
-        settings: { minFreeSpacePercent: o.minFreeSpace, autoextendThreshold: o.autoextendThreshold, autoextendPercent: o.autoextendPercent },
-      });
-      const s = store.pool.status();
-      await store.close();
-      out(`Created a store in ${root}: data ${formatBytes(s.dataBlocks.total * s.blockSize)}, blocks ${formatBytes(s.blockSize)}, base device ${formatBytes(store.baseSize)}\n`);
+      if (o.minFreeSpace > 99) throw storeError("EINVAL", "init", root, `--min-free-space ${o.minFreeSpace}% leaves no space for layers; use at most 99%`);
+      // What init may leave behind when it fails half-way, and so must take away again.
+      const before = { root: await exists(root), data: await exists(path.join(root, DATA_FILE)), meta: await exists(path.join(root, METADATA_DIR)) };
+      await fs.mkdir(root, { recursive: true });
+      let made: { data: number; block: number; base: number };
+      let ours = false; // past the checks: what is there now, this init made
+      try {
+        made = await withLock(root, async () => {
+          refuseExisting(); // another init may have won the race
+          ours = true;
+          const store = await LayerStore.open(root, {
+            create: true, dataSize: o.dataSize, metadataSize: o.metadataSize, blockSize: o.blockSize, baseSize: o.baseSize,
+            settings: { minFreeSpacePercent: o.minFreeSpace, autoextendThreshold: o.autoextendThreshold, autoextendPercent: o.autoextendPercent },
+          });
+          const s = store.pool.status();
+          await store.close();
+          return { data: s.dataBlocks.total * s.blockSize, block: s.blockSize, base: store.baseSize };
+        });
+      } catch (e) {
+        if (ours) {
+          if (!before.root) await fs.rm(root, { recursive: true, force: true });
+          else {
+            if (!before.meta) await fs.rm(path.join(root, METADATA_DIR), { recursive: true, force: true });
+            if (!before.data) await fs.rm(path.join(root, DATA_FILE), { force: true });
+          }
+        }
+        throw e;
+      }
+      out(`Created a store in ${root}: data ${formatBytes(made.data)}, blocks ${formatBytes(made.block)}, base device ${formatBytes(made.base)}\n`);
     });
 
   cmd.command("info")
@@ -46,13 +77,31 @@ export function storeCommands(cmd: Command): void {
       }));
 
   cmd.command("status")
-    .description("the dm-thin pool status line: transaction, metadata and data use, mode")
+    .description("the dm-thin pool status line: transaction, metadata and data use, mode (rw, ro, out_of_data_space), needs_check")
     .option("--json", "print JSON")
-    .action((o, c: Command) =>
-      withStore(c, async (store, root) => {
-        const report = await checkPool(root);
-        out(o.json ? json({ ...store.pool.status(), needsCheck: report.faults.length > 0 }) : statusLine(store.pool, report.faults.length > 0) + "\n");
-      }));
+    .action(async (o, c: Command) => {
+      const root = rootOf(c);
+      await withExisting(root, async () => {
+        let store: LayerStore;
+        try {
+          store = await openStore(root);
+        } catch (e) {
+          // dm-thin keeps reporting a pool whose metadata failed: read-only, needs_check.
+          const s = await offlineStatus(root);
+          if (!s) throw e;
+          out(o.json ? json({ ...s, mode: "ro", needsCheck: true, error: errorLine(e).slice("thinstack: ".length).trim() }) : statusLine(s, true, true) + "\n");
+          return;
+        }
+        try {
+          const report = await checkPool(root);
+          const needsCheck = report.faults.length > 0;
+          const line = statusLine(store.pool.status(), needsCheck);
+          out(o.json ? json({ ...store.pool.status(), mode: line.split(" ")[4], needsCheck }) : line + "\n");
+        } finally {
+          await store.close();
+        }
+      });
+    });
 
   cmd.command("resize")
     .description("grow (or shrink, down to what is used) the data file")
@@ -65,36 +114,53 @@ export function storeCommands(cmd: Command): void {
       }));
 
   cmd.command("check")
-    .description("verify the metadata (thin_check); exits 1 on any fault")
+    .description("verify the metadata (thin_check), then the layers against it; exits 1 on any fault")
     .action(async (_o, c: Command) => {
       const root = rootOf(c);
-      const report = await checkPool(root);
-      const faults = [...report.faults];
-      if (faults.length === 0) {
-        const layerFaults = await withStore(c, (store) => store.check());
-        faults.push(...layerFaults);
-      }
-      for (const n of report.notes) out(`note: ${n}\n`);
-      for (const f of faults) out(`fault: ${f}\n`);
-      out(`${report.devices} devices, ${report.mappedBlocks} mapped blocks, ${report.usedBlocks} blocks in use: ${faults.length ? `${faults.length} fault(s)` : "no faults"}\n`);
-      if (faults.length) process.exitCode = 1;
+      const failed = await withExisting(root, async () => {
+        const report = await checkPool(root);
+        const faults = [...report.faults];
+        if (faults.length === 0) {
+          try {
+            faults.push(...await withStore(c, (store) => store.check()));
+          } catch (e) {
+            faults.push(`the layer store cannot be opened: ${errorLine(e).slice("thinstack: ".length).trim()}`);
+          }
+        }
+        for (const n of report.notes) out(`note: ${n}\n`);
+        for (const f of faults) out(`fault: ${f}\n`);
+        out(`${report.devices} devices, ${report.mappedBlocks} mapped blocks, ${report.usedBlocks} blocks in use: ${faults.length ? `${faults.length} fault(s)` : "no faults"}\n`);
+        return faults.length > 0;
+      });
+      if (failed) throw new Exit(1);
     });
 
   cmd.command("repair")
     .description("rebuild what can be derived, drop what cannot, and report each change (thin_repair)")
     .action(async (_o, c: Command) => {
       const root = rootOf(c);
-      const changes = await repairPool(root);
-      changes.push(...await withStore(c, (store) => store.repair()));
-      for (const line of changes) out(`${line}\n`);
-      out(changes.length ? `${changes.length} change(s)\n` : "nothing to repair\n");
+      await withExisting(root, async () => {
+        const changes = await repairPool(root);
+        for (const line of changes) out(`${line}\n`);
+        let layerChanges: string[];
+        try {
+          layerChanges = await withStore(c, (store) => store.repair());
+        } catch (e) {
+          out(changes.length ? `${changes.length} change(s) to the pool metadata\n` : "");
+          throw e;
+        }
+        for (const line of layerChanges) out(`${line}\n`);
+        const n = changes.length + layerChanges.length;
+        out(n ? `${n} change(s)\n` : "nothing to repair\n");
+      });
     });
 
   cmd.command("dump")
     .description("write all metadata as text (thin_dump); restore reads it back")
     .option("-o, --output <file>", "write to a file instead of stdout")
     .action(async (o, c: Command) => {
-      const text = await dumpPool(rootOf(c));
+      const root = rootOf(c);
+      const text = await withExisting(root, () => dumpPool(root));
       if (o.output) await fs.writeFile(o.output, text);
       else out(text);
     });
@@ -103,9 +169,11 @@ export function storeCommands(cmd: Command): void {
     .description("replace the metadata with a dump (thin_restore)")
     .argument("<file>", "a dump, or - for stdin")
     .action(async (file: string, _o, c: Command) => {
+      const root = rootOf(c);
       const text = file === "-" ? await readStdin() : await fs.readFile(file, "utf8");
-      await restorePool(rootOf(c), text);
-      out(`Restored the metadata of ${rootOf(c)}\n`);
+      await fs.mkdir(root, { recursive: true });
+      await withLock(root, () => restorePool(root, text));
+      out(`Restored the metadata of ${root}\n`);
     });
 
   cmd.command("trim")

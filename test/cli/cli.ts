@@ -1,0 +1,175 @@
+/**
+ * Running the `thinstack` CLI as a user would, in a child process under the runtime
+ * running the tests: `node src/cli/bin.mjs ...` under Node, `deno run -A --no-lock
+ * src/cli/main.ts ...` under Deno.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { Buffer } from "node:buffer";
+import os from "node:os";
+import { fileURLToPath } from "node:url";
+import tar from "tar-stream";
+import { isDeno } from "../helpers/runtime.ts";
+
+declare const Deno: { execPath(): string } | undefined;
+
+const BIN = fileURLToPath(new URL("../../src/cli/bin.mjs", import.meta.url));
+const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+
+/** The command line that runs the CLI with `args` under this runtime. */
+export function cliCommand(args: string[]): [string, string[]] {
+  if (isDeno) return [Deno!.execPath(), ["run", "-A", "--no-lock", MAIN, ...args]];
+  return [process.execPath, [BIN, ...args]];
+}
+
+/** What a run of the CLI did. */
+export interface Run {
+  args: string[];
+  code: number | null;
+  signal: string | null;
+  /** stdout as bytes (for binary output: cat, cp to -) and as text. */
+  bytes: Buffer;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  /** Passed as `--root`; omitted when undefined. */
+  root?: string;
+  /** Written to stdin, which is then closed. */
+  input?: Uint8Array | string;
+  /** Extra environment; THINSTACK_ROOT is never inherited from the test's own environment. */
+  env?: Record<string, string>;
+  /** The working directory; the system's temporary directory unless given. */
+  cwd?: string;
+}
+
+/** Runs `thinstack ARGS` (with `--root` first when given) and collects what it did. */
+export function thinstack(args: string[], options: RunOptions = {}): Promise<Run> {
+  const all = options.root === undefined ? args : ["--root", options.root, ...args];
+  const [cmd, argv] = cliCommand(all);
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== "THINSTACK_ROOT" && k !== "THINSTACK_DEBUG") env[k] = v;
+  Object.assign(env, { NO_COLOR: "1" }, options.env);
+  const child = spawn(cmd, argv, { cwd: options.cwd ?? os.tmpdir(), env, stdio: ["pipe", "pipe", "pipe"] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout!.on("data", (c: Buffer) => out.push(c));
+  child.stderr!.on("data", (c: Buffer) => err.push(c));
+  child.stdin!.on("error", () => {}); // a command that never reads stdin may exit first
+  child.stdin!.end(options.input === undefined ? undefined : Buffer.from(options.input));
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      const bytes = Buffer.concat(out);
+      resolve({ args: all, code, signal, bytes, stdout: bytes.toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
+    });
+  });
+}
+
+function describeRun(r: Run): string {
+  return `thinstack ${r.args.join(" ")}\n  exit ${r.code}${r.signal ? ` (${r.signal})` : ""}\n  stdout: ${r.stdout.slice(0, 2000)}\n  stderr: ${r.stderr}`;
+}
+
+/** Asserts the run succeeded (exit 0) and said nothing on stderr unless `stderr` allows it. */
+export function ok(r: Run, stderr: RegExp = /^$/): Run {
+  assert.equal(r.code, 0, `expected success:\n${describeRun(r)}`);
+  assert.match(r.stderr, stderr, `unexpected stderr:\n${describeRun(r)}`);
+  return r;
+}
+
+/**
+ * Asserts the run failed with exit `code` and printed one line on stderr, `thinstack: ...`,
+ * matching every pattern. Returns that line.
+ */
+export function fails(r: Run, code: number, ...patterns: RegExp[]): string {
+  assert.equal(r.code, code, `expected exit ${code}:\n${describeRun(r)}`);
+  assert.match(r.stderr, /^thinstack: [^\n]+\n$/, `expected one 'thinstack: ...' line on stderr:\n${describeRun(r)}`);
+  for (const p of patterns) assert.match(r.stderr, p, `stderr should match ${p}:\n${describeRun(r)}`);
+  return r.stderr.trim();
+}
+
+/** Runs thinstack and asserts success: a shorthand for the steps of a session. */
+export async function ts(args: string[], options: RunOptions = {}, stderr?: RegExp): Promise<Run> {
+  return ok(await thinstack(args, options), stderr);
+}
+
+/** One entry of a tar stream. */
+export interface TarEntry {
+  name: string;
+  type: string;
+  mode: number;
+  mtime: number;
+  linkname?: string;
+  data: Buffer;
+}
+
+/** Reads a tar stream (what `cp KEY:/path -` writes). */
+export async function untar(bytes: Uint8Array): Promise<TarEntry[]> {
+  const extract = tar.extract();
+  const entries: TarEntry[] = [];
+  const done = (async () => {
+    for await (const e of extract) {
+      const chunks: Buffer[] = [];
+      for await (const c of e) chunks.push(c as Buffer);
+      const h = e.header;
+      entries.push({ name: h.name, type: h.type ?? "file", mode: (h.mode ?? 0) & 0o7777, mtime: h.mtime?.getTime() ?? 0, linkname: h.linkname ?? undefined, data: Buffer.concat(chunks) });
+    }
+  })();
+  extract.end(Buffer.from(bytes));
+  await done;
+  return entries;
+}
+
+/** Makes a tar stream (what `cp - KEY:/path` reads). */
+export async function mktar(entries: { name: string; type?: "file" | "directory" | "symlink" | "link"; mode?: number; mtime?: Date; linkname?: string; data?: string | Uint8Array }[]): Promise<Buffer> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  const done = (async () => {
+    for await (const c of pack) chunks.push(c as Buffer);
+  })();
+  for (const e of entries) {
+    const data = e.data === undefined ? undefined : Buffer.from(e.data);
+    await new Promise<void>((resolve, reject) => {
+      const header = { name: e.name, type: e.type ?? "file", mode: e.mode, mtime: e.mtime, linkname: e.linkname, size: data?.byteLength ?? 0 };
+      if (data) pack.entry(header, data, (err) => (err ? reject(err) : resolve()));
+      else pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+  pack.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
+
+/** Parses `Key: value` lines (info) into ordered pairs. */
+export function parseFields(text: string): [string, string][] {
+  return text.split("\n").filter((l) => /^\s+\S.*: /.test(l)).map((l) => {
+    const i = l.indexOf(": ");
+    return [l.slice(0, i).trim(), l.slice(i + 2)];
+  });
+}
+
+/** Parses an aligned table (ls, usage) into rows keyed by the header's column names. */
+export function parseTable(text: string): Record<string, string>[] {
+  const [head, ...rows] = text.trimEnd().split("\n");
+  const cols = head.split(/\s{2,}/);
+  return rows.map((r) => Object.fromEntries(r.split(/\s{2,}/).map((v, i) => [cols[i], v])));
+}
+
+/** Bytes from a size `docker info` style (`67.11 MB`, `0 B`), to compare with. */
+export function parseHuman(s: string): number {
+  const m = /^([\d.]+) (B|kB|MB|GB|TB|PB)$/.exec(s);
+  assert.ok(m, `'${s}' is not a human-readable size`);
+  return Number(m[1]) * 1000 ** ["B", "kB", "MB", "GB", "TB", "PB"].indexOf(m[2]);
+}
+
+/** Deterministic bytes that do not compress to nothing. */
+export function pattern(size: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(size);
+  let x = seed * 2654435761 >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
