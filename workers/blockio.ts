@@ -1,11 +1,12 @@
 /**
  * Block I/O worker: runs batches of reads, writes, copies, zeroing and syncs against a
- * pool's data file. Data moves through the shared arena the main thread gives every
- * worker at start; copies stay inside the worker.
+ * pool's data file. Written data comes through the shared arena the main thread gives
+ * every worker at start; read data goes back in a buffer the worker transfers; copies
+ * stay inside the worker.
  */
 import fs from "node:fs";
 import { Buffer } from "node:buffer";
-import { workerData } from "piscina";
+import { move, workerData } from "piscina";
 import { LRUCache } from "lru-cache";
 import type { IoResult, IoTask } from "../src/pool/iotask.ts";
 
@@ -45,9 +46,10 @@ function readAll(fd: number, buf: Uint8Array, pos: number): void {
   }
 }
 
-export default function run(task: IoTask): IoResult {
+export default function run(task: IoTask): IoResult | ReturnType<typeof move> {
   try {
     const fd = fdFor(task);
+    const out = task.out !== undefined ? new Uint8Array(task.out) : undefined;
     for (const op of task.ops) {
       switch (op.op) {
         case "write":
@@ -55,6 +57,9 @@ export default function run(task: IoTask): IoResult {
           break;
         case "read":
           readAll(fd, arena.subarray(op.at, op.at + op.len), op.pos);
+          break;
+        case "readOut":
+          readAll(fd, out!.subarray(op.at, op.at + op.len), op.pos);
           break;
         case "copy":
           for (let k = 0; k < op.len; k += CHUNK) {
@@ -73,7 +78,7 @@ export default function run(task: IoTask): IoResult {
           break;
       }
     }
-    return null;
+    return out ? move(out.buffer) : null;
   } catch (e) {
     const err = e as { code?: string; message?: string; syscall?: string };
     return { code: err.code, message: String(err.message ?? e), syscall: err.syscall };

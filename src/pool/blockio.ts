@@ -9,7 +9,7 @@ import os from "node:os";
 import { setTimeout as later } from "node:timers";
 import { Piscina } from "piscina";
 import { storeError, type ErrorCode } from "../common/errors.ts";
-import type { IoResult, IoTask } from "./iotask.ts";
+import type { IoFailure, IoResult, IoTask } from "./iotask.ts";
 
 /** Bytes of one arena slot: the most data one task moves. */
 export const SLOT_SIZE = 1024 * 1024;
@@ -82,12 +82,21 @@ export class BlockIo {
   /** Runs one task on a worker; a failure is rethrown here with its code. */
   async run(task: IoTask): Promise<void> {
     const result = await this.#workers.run(task) as IoResult;
-    if (result) {
-      const code = (result.code ?? "EIO") as ErrorCode;
-      const err = storeError(code in codes ? code : "EIO", result.syscall ?? "io", task.file, result.message);
-      throw err;
-    }
+    if (result) throw failure(task, result);
   }
+
+  /** Runs a task with an output buffer (`task.out` bytes) and returns that buffer. */
+  async read(task: IoTask & { out: number }): Promise<ArrayBuffer> {
+    const result = await this.#workers.run(task) as IoResult;
+    if (result instanceof ArrayBuffer) return result;
+    throw failure(task, result ?? { message: "the worker returned no data" });
+  }
+}
+
+function failure(task: IoTask, result: IoFailure | ArrayBuffer): Error {
+  const f = result as IoFailure;
+  const code = (f.code ?? "EIO") as ErrorCode;
+  return storeError(code in codes ? code : "EIO", f.syscall ?? "io", task.file, f.message);
 }
 
 declare const Deno: unknown;

@@ -13,7 +13,7 @@
  */
 import { storeError } from "../common/errors.ts";
 import { BlockIo, SLOT_SIZE } from "./blockio.ts";
-import type { IoOp } from "./iotask.ts";
+import type { IoOp, IoTask } from "./iotask.ts";
 import type { MapForest, Mapping } from "./maptree.ts";
 import type { SpaceMap } from "./spacemap.ts";
 import type { BlockNo, DeviceId, VBlock } from "./types.ts";
@@ -31,7 +31,7 @@ export interface IoContext {
 }
 
 /** A data transfer between the file and a byte array: `pos` in the file, `at` in the array. */
-interface Piece { pos: number; at: number; len: number }
+export interface Piece { pos: number; at: number; len: number }
 
 /** Checks that a range lies inside a device; EINVAL otherwise. */
 export function checkRange(id: DeviceId, size: number, offset: number, length: number, syscall: string): void {
@@ -65,9 +65,8 @@ function batches(pieces: Piece[]): Piece[][] {
   return out;
 }
 
-/** Reads a range; unmapped blocks read as zeros without I/O. */
-export async function readRange(ctx: IoContext, m: Mapping, offset: number, length: number): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
+/** The mapped pieces of a range (`at` relative to `offset`); unmapped blocks have none. */
+export function planRead(ctx: IoContext, m: Mapping, offset: number, length: number): Piece[] {
   const bs = ctx.blockSize;
   const pieces: Piece[] = [];
   for (let off = offset; off < offset + length;) {
@@ -78,23 +77,23 @@ export async function readRange(ctx: IoContext, m: Mapping, offset: number, leng
     if (pb >= 0) push(pieces, { pos: pb * bs + inBlock, at: off - offset, len });
     off += len;
   }
-  await Promise.all(batches(pieces).map((batch) =>
-    ctx.io.withSlot(async (slot) => {
-      let fill = 0;
-      const ops: IoOp[] = batch.map((p) => {
-        const op: IoOp = { op: "read", pos: p.pos, at: slot + fill, len: p.len };
-        fill += p.len;
-        return op;
-      });
-      await ctx.io.run({ file: ctx.file, key: ctx.key, ops });
-      fill = 0;
-      for (const p of batch) {
-        out.set(ctx.io.arena.subarray(slot + fill, slot + fill + p.len), p.at);
-        fill += p.len;
-      }
-    })
-  ));
-  return out;
+  return pieces;
+}
+
+/**
+ * Reads a range; unmapped blocks read as zeros without I/O. One task reads every mapped
+ * piece into a buffer of its own and hands it over, so the bytes are copied once, as
+ * node:fs does, not once into the arena and again out of it.
+ */
+export async function readRange(ctx: IoContext, m: Mapping, offset: number, length: number): Promise<Uint8Array> {
+  const pieces = planRead(ctx, m, offset, length);
+  if (pieces.length === 0) return new Uint8Array(length);
+  return new Uint8Array(await ctx.io.read(readTask(ctx, pieces, length)));
+}
+
+/** The task that reads `pieces` into an output buffer of `length` bytes. */
+export function readTask(ctx: IoContext, pieces: Piece[], length: number): IoTask & { out: number } {
+  return { file: ctx.file, key: ctx.key, out: length, ops: pieces.map((p) => ({ op: "readOut", pos: p.pos, at: p.at, len: p.len })) };
 }
 
 /** How one block of a write is carried out. */

@@ -2,6 +2,8 @@
  * The messages between the pool and its I/O workers. Tasks carry file positions and
  * offsets into a shared arena, never block data: under Deno, cloning bytes through
  * worker messages runs at ~18 MiB/s, while the shared arena moves them at memory speed.
+ * Reads go the other way without a copy: the worker reads into a buffer of its own and
+ * transfers it (piscina's `move`), which both runtimes do at memory speed.
  *
  * @module
  */
@@ -12,6 +14,8 @@ export type IoOp =
   | { op: "write"; pos: number; at: number; len: number }
   /** Read `len` bytes at `pos` into the arena at `at`. */
   | { op: "read"; pos: number; at: number; len: number }
+  /** Read `len` bytes at `pos` into the task's output buffer at `at`. */
+  | { op: "readOut"; pos: number; at: number; len: number }
   /** Copy `len` bytes inside the file, from `src` to `pos`. */
   | { op: "copy"; src: number; pos: number; len: number }
   /** Write `len` zero bytes at `pos`. */
@@ -26,7 +30,12 @@ export interface IoTask {
   /** Distinguishes two openings of the same path, so a worker never writes through a stale descriptor. */
   key: string;
   ops: IoOp[];
+  /** Bytes of a zeroed output buffer that `readOut` steps fill and the worker transfers back. */
+  out?: number;
 }
 
-/** A worker's answer: null, or the error's fields (an error's `code` does not survive the worker boundary). */
-export type IoResult = null | { code?: string; message: string; syscall?: string };
+/** A failure's fields, as data: an error's `code` does not survive the worker boundary. */
+export interface IoFailure { code?: string; message: string; syscall?: string }
+
+/** A worker's answer: null (or the output buffer, for a task with `out`), or the failure. */
+export type IoResult = null | ArrayBuffer | IoFailure;

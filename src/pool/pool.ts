@@ -10,7 +10,8 @@ import { randomUUID } from "node:crypto";
 import { hasCode, storeError } from "../common/errors.ts";
 import { RwLock } from "../common/lock.ts";
 import { BlockIo } from "./blockio.ts";
-import { checkRange, discardRange, type IoContext, readRange, writeRange } from "./devio.ts";
+import { checkRange, discardRange, type IoContext, writeRange } from "./devio.ts";
+import { Readahead } from "./readahead.ts";
 import { heightFor, MapForest, MapNode, type Mapping } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
 import { checkPoolRecord, type DeviceRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, storeNode } from "./persist.ts";
@@ -39,6 +40,8 @@ interface DeviceState {
   savedRoot: NodeId;
   /** Deleted with `deferred`: hidden, its blocks freed in the background. */
   deleting?: boolean;
+  /** Changes with every write and discard (pool-wide unique), so read-ahead knows its data is current. */
+  version: number;
 }
 
 /** What {@linkcode Pool.trim} did. */
@@ -95,6 +98,8 @@ export class Pool {
   #closed = false;
   readonly #background = new Set<Promise<void>>();
   readonly #ctx: IoContext;
+  readonly #readahead: Readahead;
+  #version = 0;
 
   private constructor(dir: string, meta: MetaStore, record: PoolRecord, io: BlockIo) {
     this.dir = dir;
@@ -118,6 +123,7 @@ export class Pool {
         return true;
       },
     };
+    this.#readahead = new Readahead(this.#ctx);
   }
 
   /**
@@ -225,7 +231,7 @@ export class Pool {
     for (const file of Object.values(record.devices)) {
       const d = await this.#meta.read(file) as DeviceRecord;
       const root = d.root ? build(d.root) : null;
-      this.#devices.set(d.id, { id: d.id, size: d.size, mapping: { root, height: d.height }, created: d.created, file, savedRoot: d.root, deleting: d.deleting });
+      this.#devices.set(d.id, { id: d.id, size: d.size, mapping: { root, height: d.height }, created: d.created, file, savedRoot: d.root, deleting: d.deleting, version: ++this.#version });
     }
     this.#liveFiles = this.#collectLive();
     this.#metadataUsed = this.#meta.bytesOf(this.#liveFiles);
@@ -240,6 +246,7 @@ export class Pool {
     await this.settle();
     await this.#lock.write(async () => {
       if (this.#closed) return;
+      await this.#readahead.clear();
       if (this.#changed) await this.#commit();
       this.#closed = true;
     });
@@ -254,7 +261,7 @@ export class Pool {
         throw storeError("EINVAL", "create_thin", `device ${id}`, `size '${size}' must be a positive whole number of bytes`);
       }
       const height = heightFor(Math.ceil(size / this.blockSize));
-      this.#devices.set(id, { id, size, mapping: { root: null, height }, created: Date.now(), savedRoot: 0 });
+      this.#devices.set(id, { id, size, mapping: { root: null, height }, created: Date.now(), savedRoot: 0, version: ++this.#version });
     });
   }
 
@@ -268,7 +275,7 @@ export class Pool {
     return this.#mutate("create_snap", () => {
       const origin = this.#device(originId, "create_snap");
       this.#checkNewId(id, "create_snap");
-      this.#devices.set(id, { id, size: origin.size, mapping: this.#forest.share(origin.mapping), created: Date.now(), savedRoot: 0 });
+      this.#devices.set(id, { id, size: origin.size, mapping: this.#forest.share(origin.mapping), created: Date.now(), savedRoot: 0, version: ++this.#version });
     });
   }
 
@@ -285,6 +292,7 @@ export class Pool {
         const dev = this.#device(id, "delete");
         this.#forest.drop(dev.mapping);
         this.#devices.delete(id);
+        this.#readahead.forget(id);
       });
     }
     await this.#mutate("delete", async () => {
@@ -300,6 +308,7 @@ export class Pool {
       if (!dev?.deleting) return;
       this.#forest.drop(dev.mapping);
       this.#devices.delete(id);
+      this.#readahead.forget(id);
       await this.#commit();
     });
     this.#background.add(work);
@@ -324,12 +333,13 @@ export class Pool {
         this.#lock.read(() => {
           const d = this.#device(id, "read");
           checkRange(id, d.size, offset, length, "read");
-          return readRange(this.#ctx, d.mapping, offset, length);
+          return this.#readahead.read(d, offset, length);
         }),
       write: (offset, bytes) =>
         this.#mutate("write", async () => {
           const d = this.#device(id, "write");
           checkRange(id, d.size, offset, bytes.byteLength, "write");
+          d.version = ++this.#version;
           await writeRange(this.#ctx, id, d.mapping, offset, bytes);
           await this.#autoextend();
         }),
@@ -337,6 +347,7 @@ export class Pool {
         this.#mutate("discard", () => {
           const d = this.#device(id, "discard");
           checkRange(id, d.size, offset, length, "discard");
+          d.version = ++this.#version;
           return discardRange(this.#ctx, id, d.mapping, offset, length);
         }),
     };

@@ -69,6 +69,24 @@ class Snapshot implements fc.AsyncCommand<Model, Real> {
   toString() { return `createSnapshot(${this.id}, #${this.k})`; }
 }
 
+/** Writes `len` bytes of `fill` at `at` of device `id` in both; false if the pool had no space (then nothing changed). */
+async function write(m: Model, r: Real, id: number, at: number, len: number, fill: number): Promise<boolean> {
+  const d = m.devices.get(id)!;
+  const data = new Uint8Array(len).fill(fill);
+  const freeBefore = POOL_BLOCKS - r.pool.status().dataBlocks.used;
+  try {
+    await r.pool.device(id).write(at, data);
+  } catch (e) {
+    if (!hasCode(e, "ENOSPC")) throw e;
+    const touched = len === 0 ? 0 : Math.floor((at + len - 1) / BS) - Math.floor(at / BS) + 1;
+    assert.ok(freeBefore < touched, `ENOSPC with ${freeBefore} free blocks for a write over ${touched}`);
+    return false;
+  }
+  d.bytes.set(data, at);
+  for (let b = Math.floor(at / BS); len > 0 && b <= Math.floor((at + len - 1) / BS); b++) d.tokens[b] = m.token();
+  return true;
+}
+
 class Write implements fc.AsyncCommand<Model, Real> {
   constructor(readonly k: number, readonly at: number, readonly len: number, readonly fill: number) {}
   check(m: Readonly<Model>) { return m.devices.size > 0; }
@@ -76,22 +94,42 @@ class Write implements fc.AsyncCommand<Model, Real> {
     const id = pickDevice(m, this.k);
     const d = m.devices.get(id)!;
     const at = this.at % d.bytes.byteLength;
-    const len = Math.min(this.len, d.bytes.byteLength - at);
-    const data = new Uint8Array(len).fill(this.fill);
-    const freeBefore = POOL_BLOCKS - r.pool.status().dataBlocks.used;
-    try {
-      await r.pool.device(id).write(at, data);
-    } catch (e) {
-      if (!hasCode(e, "ENOSPC")) throw e;
-      const touched = len === 0 ? 0 : Math.floor((at + len - 1) / BS) - Math.floor(at / BS) + 1;
-      assert.ok(freeBefore < touched, `ENOSPC with ${freeBefore} free blocks for a write over ${touched}`);
-      return await check(m, r); // nothing changed
-    }
-    d.bytes.set(data, at);
-    for (let b = Math.floor(at / BS); len > 0 && b <= Math.floor((at + len - 1) / BS); b++) d.tokens[b] = m.token();
+    await write(m, r, id, at, Math.min(this.len, d.bytes.byteLength - at), this.fill);
     await check(m, r);
   }
   toString() { return `write(#${this.k}, ${this.at}, ${this.len}, ${this.fill})`; }
+}
+
+/**
+ * Reads a device front to back in chunks (so the pool reads ahead), with writes to it or
+ * to another device between some of the reads: every chunk must read as the model says,
+ * never as the device was when its bytes were fetched ahead.
+ */
+class StreamRead implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly k: number, readonly chunk: number, readonly writes: { step: number; k: number; ahead: number; len: number; fill: number }[]) {}
+  check(m: Readonly<Model>) { return m.devices.size > 0; }
+  async run(m: Model, r: Real) {
+    const id = pickDevice(m, this.k);
+    const size = m.devices.get(id)!.bytes.byteLength;
+    for (let at = 0, step = 0; at < size; step++) {
+      const len = Math.min(this.chunk, size - at);
+      const got = await r.pool.device(id).read(at, len);
+      const want = m.devices.get(id)!.bytes.subarray(at, at + len);
+      if (Buffer.compare(Buffer.from(got), Buffer.from(want)) !== 0) {
+        assert.fail(`device ${id} read [${at}, +${len}) differs from the model at byte ${at + got.findIndex((b, i) => b !== want[i])}`);
+      }
+      at += len;
+      for (const w of this.writes.filter((x) => x.step === step)) {
+        // Into the part not read yet (the part fetched ahead), or into another device.
+        const target = pickDevice(m, w.k);
+        const tsize = m.devices.get(target)!.bytes.byteLength;
+        const wat = target === id && at < size ? at + (w.ahead % (size - at)) : w.ahead % tsize;
+        await write(m, r, target, wat, Math.min(w.len, tsize - wat), w.fill);
+      }
+    }
+    await check(m, r);
+  }
+  toString() { return `streamRead(#${this.k}, chunks of ${this.chunk}, writes ${JSON.stringify(this.writes)})`; }
 }
 
 class Discard implements fc.AsyncCommand<Model, Real> {
@@ -162,6 +200,13 @@ const commands = [
   ...Array.from({ length: 4 }, () =>
     fc.tuple(fc.nat(), offset, length, fc.integer({ min: 1, max: 255 })).map(([k, a, l, f]) => new Write(k, a, l, f))),
   fc.tuple(fc.nat(), offset, length).map(([k, a, l]) => new Discard(k, a, l)),
+  fc.tuple(
+    fc.nat(),
+    fc.constantFrom(4096, BS, 100_000, 256 * 1024),
+    fc.array(fc.record({
+      step: fc.integer({ min: 0, max: 8 }), k: fc.nat(), ahead: fc.nat(), len: fc.integer({ min: 1, max: 2 * BS }), fill: fc.integer({ min: 1, max: 255 }),
+    }), { maxLength: 3 }),
+  ).map(([k, c, w]) => new StreamRead(k, c, w)),
   fc.nat().map((k) => new Delete(k)),
   fc.constant(new Commit()),
   fc.constant(new Reopen()),

@@ -363,6 +363,72 @@ describe("transactions", () => {
   });
 });
 
+describe("sequential reads (read-ahead)", () => {
+  const SIZE = 8 * MiB;
+  async function readAll(pool: Pool, id: number, chunk: number): Promise<Uint8Array> {
+    const out = new Uint8Array(SIZE);
+    for (let at = 0; at < SIZE; at += chunk) out.set(await pool.device(id).read(at, Math.min(chunk, SIZE - at)), at);
+    return out;
+  }
+
+  it("read whole devices in chunks of any size, holes included", async () => {
+    await withPool(async (pool) => {
+      await pool.createThin(1, SIZE);
+      const want = new Uint8Array(SIZE);
+      // Data with holes: every third MiB is left unwritten.
+      for (let at = 0; at < SIZE; at += MiB) {
+        if ((at / MiB) % 3 === 2) continue;
+        const b = bytes(MiB, at / MiB);
+        await pool.device(1).write(at, b);
+        want.set(b, at);
+      }
+      for (const chunk of [MiB, 64 * KiB, 100_000, 3 * MiB, 4 * KiB]) {
+        assert.deepEqual(await readAll(pool, 1, chunk), want, `chunks of ${chunk}`);
+      }
+    }, 32 * MiB);
+  });
+
+  it("never return bytes fetched ahead before a write, a discard or a re-created device", async () => {
+    await withPool(async (pool) => {
+      await pool.createThin(1, SIZE);
+      await pool.device(1).write(0, bytes(SIZE, 1));
+      const dev = pool.device(1);
+      const first = await dev.read(0, MiB);
+      assert.deepEqual(first, bytes(SIZE, 1).subarray(0, MiB));
+      await dev.read(MiB, MiB); // sequential: the next MiBs are being fetched ahead
+      await dev.write(2 * MiB + 5, bytes(1000, 2));
+      const third = await dev.read(2 * MiB, MiB);
+      assert.deepEqual(third.subarray(5, 1005), bytes(1000, 2));
+      await dev.discard(3 * MiB, MiB);
+      assert.deepEqual(await dev.read(3 * MiB, MiB), new Uint8Array(MiB));
+      // The id reused for a different device in the middle of the stream.
+      await pool.deleteDevice(1);
+      await pool.createThin(1, SIZE);
+      await pool.device(1).write(4 * MiB, bytes(MiB, 9));
+      assert.deepEqual(await pool.device(1).read(4 * MiB, MiB), bytes(MiB, 9));
+      assert.deepEqual(await pool.device(1).read(5 * MiB, MiB), new Uint8Array(MiB));
+    }, 32 * MiB);
+  });
+
+  it("of an origin see nothing of a snapshot's writes, and the other way round", async () => {
+    await withPool(async (pool) => {
+      await pool.createThin(1, SIZE);
+      await pool.device(1).write(0, bytes(SIZE, 3));
+      await pool.createSnapshot(2, 1);
+      await pool.device(1).read(0, MiB);
+      await pool.device(2).read(0, MiB);
+      await pool.device(1).read(MiB, MiB);
+      await pool.device(2).read(MiB, MiB);
+      await pool.device(2).write(2 * MiB, bytes(MiB, 4));
+      await pool.device(1).write(3 * MiB, bytes(MiB, 5));
+      assert.deepEqual(await pool.device(1).read(2 * MiB, MiB), bytes(SIZE, 3).subarray(2 * MiB, 3 * MiB));
+      assert.deepEqual(await pool.device(2).read(2 * MiB, MiB), bytes(MiB, 4));
+      assert.deepEqual(await pool.device(1).read(3 * MiB, MiB), bytes(MiB, 5));
+      assert.deepEqual(await pool.device(2).read(3 * MiB, MiB), bytes(SIZE, 3).subarray(3 * MiB, 4 * MiB));
+    }, 32 * MiB);
+  });
+});
+
 describe("operations", () => {
   it("trim punches free blocks out of the data file, so its allocated size falls", async () => {
     await withPool(async (pool) => {
