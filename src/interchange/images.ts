@@ -28,6 +28,11 @@ export interface ImportOptions {
   ref?: string;
   /** Platform to pick from a multi-platform index. Default linux/amd64. */
   platform?: Platform;
+  /**
+   * Called as layer bytes stream in: bytes read so far and the total the manifest
+   * announces (0 when it gives no sizes). Layers already in the store count as done.
+   */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** What an import made. */
@@ -49,13 +54,13 @@ async function open(path: string, opts: ImportOptions): Promise<ImageSource> {
 }
 
 /** Applies one layer blob to active layer `key`, checking its digests. */
-async function applyLayer(host: LayerHost, key: string, image: ImageSource, layer: LayerBlob): Promise<void> {
+async function applyLayer(host: LayerHost, key: string, image: ImageSource, layer: LayerBlob, progress: (n: number) => void): Promise<void> {
   const what = `${image.files.where}:${layer.path}`;
   const blob = new Hasher(layer.digest ? parseDigest(layer.digest, what).algorithm : "sha256");
   const diff = new Hasher(parseDigest(layer.diffId, what).algorithm);
   await applyTar(host.target(key), image.files.open(layer.path), {
     name: what,
-    taps: { raw: (c) => blob.update(c), plain: (c) => diff.update(c) },
+    taps: { raw: (c) => (blob.update(c), progress(c.byteLength)), plain: (c) => diff.update(c) },
   });
   if (layer.digest) checkDigest(blob.digest(), layer.digest, what);
   checkSize(blob.bytes, layer.size, what);
@@ -77,12 +82,21 @@ export async function importImage(host: LayerHost, catalog: ImageCatalog, path: 
   const committed: string[] = [];
   try {
     const chain = chainIds(image.config.rootfs.diff_ids);
+    const total = image.layers.reduce((n, l) => n + (l.size ?? 0), 0);
+    let done = 0;
+    const progress = (n: number) => {
+      done += n;
+      opts.onProgress?.(done, total);
+    };
     for (const [i, layer] of image.layers.entries()) {
-      if (await host.exists(chain[i])) continue;
+      if (await host.exists(chain[i])) {
+        progress(layer.size ?? 0);
+        continue;
+      }
       const key = `import-${randomBytes(8).toString("hex")}`;
       await host.prepare(key, i ? chain[i - 1] : undefined);
       try {
-        await applyLayer(host, key, image, layer);
+        await applyLayer(host, key, image, layer, progress);
         await host.commit(chain[i], key);
         committed.push(chain[i]);
       } catch (e) {

@@ -35,6 +35,8 @@ export interface StoreRoot {
   layers: [LayerId, string, ...string[]][];
   /** Devices of removed layers whose deletion was deferred; finished at open if a crash cut it short. */
   retired: DeviceId[];
+  /** Named records of the layers above (image records), each in a file of its own: name, file. */
+  records?: [string, string][];
 }
 
 /** What the next root record holds besides the layers' files. */
@@ -95,6 +97,10 @@ export class Catalog {
   #pendingRoot: StoreRoot | undefined;
   #pending: PendingLayer[] = [];
   #committing = false;
+  /** Named records: the value and, once committed, the file holding it. */
+  readonly #records = new Map<string, { value: unknown; file?: string }>();
+  readonly #dirtyRecords = new Set<string>();
+  #pendingRecords: Map<string, string> | undefined;
 
   constructor(pool: Pool, root: StoreRoot, state: () => { layers: Iterable<Layer>; counters: RootCounters }) {
     this.#pool = pool;
@@ -107,9 +113,31 @@ export class Catalog {
     return this.#root;
   }
 
-  /** True when some layer has changes to commit. */
+  /** True when some layer or record has changes to commit. */
   get hasChanges(): boolean {
-    return this.#dirty.size > 0;
+    return this.#dirty.size > 0 || this.#dirtyRecords.size > 0;
+  }
+
+  /** Reads the named records the root lists (at open). */
+  async loadRecords(): Promise<void> {
+    for (const [name, file] of this.#root.records ?? []) this.#records.set(name, { value: await this.#pool.readCbor(file), file });
+  }
+
+  /** The record named `name`, or undefined. */
+  record(name: string): unknown {
+    return this.#records.get(name)?.value;
+  }
+
+  /** Every record, by name. */
+  records(): [string, unknown][] {
+    return [...this.#records].map(([name, r]) => [name, r.value]);
+  }
+
+  /** Sets (or, with undefined, deletes) record `name`; it commits with the next commit. */
+  setRecord(name: string, value: unknown): void {
+    if (value === undefined) this.#records.delete(name);
+    else this.#records.set(name, { value, file: undefined });
+    this.#dirtyRecords.add(name);
   }
 
   /** Notes that a layer changed (its tables, record or allocator). */
@@ -138,6 +166,7 @@ export class Catalog {
     try {
       await this.#pool.commit();
     } catch (e) {
+      this.#pendingRecords = undefined;
       for (const p of this.#pending) {
         p.layer.tables.restoreDirty(p.dirty);
         p.layer.recordDirty ||= p.record;
@@ -149,6 +178,14 @@ export class Catalog {
       this.#committing = false;
     }
     for (const p of this.#pending) p.layer.files = p.files;
+    if (this.#pendingRecords) {
+      for (const [name, file] of this.#pendingRecords) {
+        const r = this.#records.get(name);
+        if (r) r.file = file;
+      }
+      this.#dirtyRecords.clear();
+      this.#pendingRecords = undefined;
+    }
     this.#root = this.#pendingRoot ?? this.#root;
     this.#pending = [];
     this.#pendingRoot = undefined;
@@ -182,10 +219,19 @@ export class Catalog {
       entries.push([layer.id, f.base!, ...f.journal]);
       files.push(f.base!, ...f.journal);
     }
+    // Records are few and small: a changed one is written whole, in a file of its own.
+    const recordFiles = new Map<string, string>();
+    for (const [name, r] of this.#records) {
+      const file = r.file !== undefined && !this.#dirtyRecords.has(name) ? r.file : await tx.writeCbor("record", r.value);
+      recordFiles.set(name, file);
+      files.push(file);
+    }
+    this.#pendingRecords = recordFiles;
     const devices = new Set(this.#pool.devices().map((d) => d.id));
     this.#pendingRoot = {
       format: ROOT_FORMAT, version: ROOT_VERSION, files, baseDevice: this.#root.baseDevice, baseSize: this.#root.baseSize,
       ...counters, retired: counters.retired.filter((d) => devices.has(d)), layers: entries,
+      records: [...recordFiles],
     };
     return this.#pendingRoot;
   }

@@ -69,6 +69,8 @@ export class Layer {
   recordDirty = true;
   allocDirty = true;
   removed = false;
+  /** A transaction works on a copy of this layer: it refuses changes until the copy replaces it. */
+  inTransaction = false;
   /** Open file handles per inode: an unlinked inode lives until its last handle closes. */
   readonly handles = new Map<Ino, number>();
 

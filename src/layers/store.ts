@@ -30,9 +30,24 @@ import { LayerView } from "./resolve.ts";
 import { LayerTree } from "./tree.ts";
 import type { FsckReport, LayerInfo, LayerOptions, LayerStoreOptions, LayerUpdate, LayerUsage, RemoveOptions } from "./types.ts";
 import { compileFilters } from "./filter.ts";
+import { layerChanges } from "./changes.ts";
+import { decodeBase, encodeBase } from "./journal.ts";
+import type { ApplyOptions, ApplyResult } from "../interchange/apply.ts";
+import type { CheckoutOptions, CheckoutReport } from "../interchange/checkout.ts";
+import { fsTarget } from "../interchange/fstarget.ts";
+import type { ImageCatalog, ImageRecord, LayerHost } from "../interchange/host.ts";
+import { exportImage, type ExportOptions, importImage, type ImportOptions, type ImportResult } from "../interchange/images.ts";
+import type { ExportResult } from "../interchange/ociwrite.ts";
+import { applyToLayer, checkoutLayer, diffLayer } from "../interchange/operations.ts";
+import type { ByteSource } from "../interchange/source.ts";
+import { storeHost } from "../interchange/storehost.ts";
 
 /** The name the store commits under in its pool. */
 export const PARTICIPANT = "layers";
+/** Names of transactions' scratch layers start with this (no user key can: keys are shown, this is not). */
+const SCRATCH = "\u0000tx:";
+/** Store records holding images are named this plus the image's name. */
+const IMAGE_RECORD = "image/";
 const DEFAULT_BASE_SIZE = 10 * GiB;
 const DEFAULT_DATA_SIZE = 100 * GiB;
 
@@ -61,6 +76,7 @@ export class LayerStore {
   readonly #devices = new Map<LayerId, ThinDevice>();
   readonly #catalog: Catalog;
   readonly #host: FsHost;
+  #layerHost: LayerHost | undefined;
   #closed = false;
   /** Devices of removed layers not deleted yet (deferred removal). */
   #retired: DeviceId[];
@@ -94,6 +110,7 @@ export class LayerStore {
       writing: (layer, syscall, path, fn) => this.#lock.write(async () => {
         this.#checkLayer(layer, syscall);
         if (!layer.writable) throw storeError("EROFS", syscall, path, `layer '${layer.record.name}' is ${layer.record.kind === "view" ? "a view" : "committed"} and read-only`);
+        if (layer.inTransaction) throw storeError("EBUSY", syscall, path, `layer '${layer.record.name}' is being changed by a transaction (an apply); wait for it to finish`);
         this.#catalog.markDirty(layer);
         return await fn(new LayerTree(host, layer));
       }),
@@ -151,8 +168,10 @@ export class LayerStore {
     }
     const store = new LayerStore(pool, root, cache);
     await store.#loadLayers();
+    await store.#catalog.loadRecords();
     pool.attach(PARTICIPANT, store.#catalog.participant());
     let changed = await store.#reapOrphans();
+    changed = await store.#reapLeftovers() || changed;
     const live = new Set(pool.devices().map((d) => d.id));
     for (const dev of root.retired ?? []) {
       if (live.has(dev)) await pool.deleteDevice(dev);
@@ -174,6 +193,29 @@ export class LayerStore {
       layer.parent = parent;
       parent.children++;
     }
+  }
+
+  /**
+   * Drops what a crash can leave behind: the scratch layers of unfinished transactions
+   * (their layer keeps its state from before), and devices no layer names (made for a
+   * layer whose creation never committed).
+   */
+  async #reapLeftovers(): Promise<boolean> {
+    let any = false;
+    for (const layer of [...this.#layers.values()]) {
+      if (!layer.record.name.startsWith(SCRATCH)) continue;
+      await this.pool.deleteDevice(layer.record.device).catch(() => {});
+      this.#unregister(layer);
+      any = true;
+    }
+    const named = new Set<DeviceId>([this.#catalog.root.baseDevice, ...this.#retired]);
+    for (const layer of this.#layers.values()) named.add(layer.record.device);
+    for (const { id } of this.pool.devices()) {
+      if (named.has(id)) continue;
+      await this.pool.deleteDevice(id);
+      any = true;
+    }
+    return any;
   }
 
   /** Frees inodes that open handles kept alive when the process ended. */
@@ -275,6 +317,7 @@ export class LayerStore {
       if (layer.record.kind !== "active") throw storeError("EINVAL", "commit", key, `'${key}' is ${layer.record.kind === "view" ? "a view" : "committed"}; only active layers can be committed`);
       if (name !== key && this.#byName.has(name)) throw storeError("EEXIST", "commit", name, "a layer with this name exists");
       if (layer.handles.size > 0) throw storeError("EBUSY", "commit", key, "files of the layer are open; close them first");
+      if (layer.inTransaction) throw storeError("EBUSY", "commit", key, "a transaction (an apply) is changing the layer; wait for it to finish");
       const before = layer.record;
       const now = Date.now();
       layer.record = { ...before, name, kind: "committed", created: now, updated: now, labels: options?.labels ? { ...options.labels } : before.labels };
@@ -304,6 +347,7 @@ export class LayerStore {
       const layer = this.#get(key, "remove");
       if (layer.children > 0) throw storeError("EBUSY", "remove", key, `cannot remove: ${layer.children} layer(s) are based on it; remove them first`);
       if (layer.handles.size > 0) throw storeError("EBUSY", "remove", key, "cannot remove: files of the layer are open");
+      if (layer.inTransaction) throw storeError("EBUSY", "remove", key, "cannot remove: a transaction (an apply) is changing the layer");
       const device = layer.record.device;
       if (!options.deferred) {
         // The device's deletion and the store's new root switch in with one commit.
@@ -374,7 +418,7 @@ export class LayerStore {
   list(): Promise<LayerInfo[]> {
     return this.#lock.read(() => {
       this.#checkOpen("list");
-      return [...this.#layers.values()].map((l) => this.#info(l));
+      return [...this.#layers.values()].filter((l) => !l.record.name.startsWith(SCRATCH)).map((l) => this.#info(l));
     });
   }
 
@@ -389,6 +433,190 @@ export class LayerStore {
       }
       return { size, inodes: layer.tables.inodes.size };
     });
+  }
+
+  /**
+   * Runs `fn` on a scratch copy of active layer `key` and, if it succeeds, makes the copy
+   * the layer in one commit; if it throws, the copy goes and the layer is exactly as it
+   * was. The copy is a snapshot of the layer's device (O(1)) plus a copy of the layer's
+   * own tables (in proportion to what the layer changed so far, nothing for a new layer).
+   * While it runs, changes to `key` itself fail with EBUSY. `apply` runs in one.
+   *
+   * @example
+   * ```ts ignore
+   * await store.transaction("ctr-1", async (fs) => {
+   *   await fs.writeFile("/etc/a", "1");
+   *   throw new Error("changed my mind"); // /etc/a is not in ctr-1
+   * });
+   * ```
+   */
+  async transaction<T>(key: string, fn: (fs: LayerFs) => Promise<T>): Promise<T> {
+    const { original, scratch } = await this.#mutate("transaction", async () => {
+      const layer = this.#get(key, "transaction");
+      if (layer.record.kind !== "active") throw storeError("EINVAL", "transaction", key, `'${key}' is ${layer.record.kind === "view" ? "a view" : "committed"}; only active layers change`);
+      if (layer.inTransaction || layer.handles.size > 0) throw storeError("EBUSY", "transaction", key, "the layer has open files or another transaction; close them or wait");
+      this.pool.checkFreeSpace("transaction");
+      const device = this.#allocDevice("transaction");
+      await this.pool.createSnapshot(device, layer.record.device);
+      const copy = decodeBase(structuredClone(encodeBase(layer)), this.#totalPages, this.#pagesPerBlock);
+      const id = this.#nextLayer++;
+      copy.record = { ...copy.record, id, name: `${SCRATCH}${id}:${key}`, device };
+      copy.tables.takeDirty(); // a new layer's first commit writes its tables whole
+      copy.parent = layer.parent;
+      if (copy.parent) copy.parent.children++;
+      this.#layers.set(id, copy);
+      this.#byName.set(copy.record.name, copy);
+      this.#catalog.markDirty(copy);
+      layer.inTransaction = true;
+      return { original: layer, scratch: copy };
+    });
+    let result: T;
+    try {
+      result = await fn(new LayerFs(this.#host, scratch));
+      if (scratch.handles.size > 0) throw storeError("EBUSY", "transaction", key, "the transaction left files open; close them before it returns");
+    } catch (e) {
+      await this.#lock.write(async () => {
+        original.inTransaction = false;
+        if (this.#closed) return;
+        await this.pool.deleteDevice(scratch.record.device);
+        this.#unregister(scratch);
+        await this.#commit();
+      }).catch(() => {});
+      throw e;
+    }
+    await this.#mutate("transaction", async () => {
+      original.inTransaction = false;
+      // The copy takes the layer's place and its device goes, in one commit.
+      await this.pool.deleteDevice(original.record.device);
+      this.#unregister(original);
+      this.#byName.delete(scratch.record.name);
+      scratch.record = { ...scratch.record, name: key, updated: Date.now() };
+      scratch.recordDirty = true;
+      this.#byName.set(key, scratch);
+      this.#catalog.markDirty(scratch);
+      await this.#commit();
+    });
+    return result;
+  }
+
+  /**
+   * Applies a layer tarball (plain or gzip: a path, bytes, a Node stream, an async
+   * iterable or a web ReadableStream) to active layer `key` by the OCI rules, all or
+   * nothing: on any failure the layer is left as it was.
+   *
+   * @example
+   * ```ts ignore
+   * await store.prepare("ctr-1", "sha256:…");
+   * const { entries } = await store.apply("ctr-1", "changes.tar.gz");
+   * ```
+   */
+  async apply(key: string, source: ByteSource, options?: ApplyOptions): Promise<ApplyResult> {
+    this.#get(key, "apply");
+    return await applyToLayer(this.#interchange(), key, source, options);
+  }
+
+  /**
+   * The changes of layer `key` against its parent as an OCI changeset tar, streamed in a
+   * deterministic order (the same layer always gives the same bytes).
+   *
+   * @example
+   * ```ts ignore
+   * await pipeline(Readable.from(store.diff("ctr-1")), fs.createWriteStream("ctr-1.tar"));
+   * ```
+   */
+  diff(key: string): AsyncGenerator<Uint8Array> {
+    this.#get(key, "diff");
+    return diffLayer(this.#interchange(), key);
+  }
+
+  /**
+   * Imports an OCI image layout (directory or tar) or a `docker save` tar. Layers are
+   * named by ChainID, so layers already in the store are skipped; digests are checked as
+   * bytes stream in, and a failed import leaves nothing behind.
+   *
+   * @example
+   * ```ts ignore
+   * const { name, layers } = await store.importImage("busybox.tar", { name: "busybox" });
+   * await store.prepare("ctr-1", layers.at(-1));
+   * ```
+   */
+  async importImage(path: string, options?: ImportOptions): Promise<ImportResult> {
+    this.#checkOpen("import");
+    return await importImage(this.#interchange(), this.#images(), path, options);
+  }
+
+  /** The images in the store, by name. */
+  async images(): Promise<ImageRecord[]> {
+    return await this.#images().listImages();
+  }
+
+  /** The image named `name`; ENOENT if there is none. */
+  async image(name: string): Promise<ImageRecord> {
+    const record = await this.#images().getImage(name);
+    if (!record) throw storeError("ENOENT", "image", name, "no such image; see images() for the ones there are");
+    return record;
+  }
+
+  /** Forgets image `name` (its layers stay until removed). ENOENT if there is none. */
+  removeImage(name: string): Promise<void> {
+    return this.#mutate("rmi", async () => {
+      if (this.#catalog.record(IMAGE_RECORD + name) === undefined) throw storeError("ENOENT", "rmi", name, "no such image");
+      this.#catalog.setRecord(IMAGE_RECORD + name, undefined);
+      await this.#commit();
+    });
+  }
+
+  /**
+   * Writes image `name` as an OCI layout directory (`format: "oci"`, the default) or a
+   * `docker save` tar, with digests, sizes and DiffIDs of the layers' diffs.
+   *
+   * @example
+   * ```ts ignore
+   * await store.exportImage("busybox", "out/busybox-oci");
+   * ```
+   */
+  async exportImage(name: string, path: string, options?: ExportOptions): Promise<ExportResult> {
+    this.#checkOpen("export");
+    return await exportImage(this.#interchange(), this.#images(), name, path, options);
+  }
+
+  /**
+   * Writes layer `key`'s merged tree to host directory `dir`: what a runtime needs as a
+   * rootfs (modes, owners as root, links, devices where permitted, times).
+   *
+   * @example
+   * ```ts ignore
+   * await store.checkout("ctr-1", "/run/ctr-1/rootfs");
+   * ```
+   */
+  async checkout(key: string, dir: string, options?: CheckoutOptions): Promise<CheckoutReport> {
+    this.#get(key, "checkout");
+    return await checkoutLayer(this.#interchange(), key, dir, options);
+  }
+
+  /** The store as the interchange code sees it, with the store's own changes and transactions. */
+  #interchange(): LayerHost {
+    return this.#layerHost ??= storeHost(this, {
+      changes: (name) => {
+        const layer = this.#get(name, "diff");
+        return layerChanges(layer, new LayerFs(this.#host, layer), layer.parent ? new LayerFs(this.#host, layer.parent) : undefined);
+      },
+      transaction: (key, fn) => this.transaction(key, (fs) => fn(fsTarget(fs))),
+    });
+  }
+
+  #images(): ImageCatalog {
+    return {
+      getImage: (name) => Promise.resolve(this.#catalog.record(IMAGE_RECORD + name) as ImageRecord | undefined),
+      putImage: (record) => this.#mutate("import", async () => {
+        this.#catalog.setRecord(IMAGE_RECORD + record.name, record);
+        await this.#commit();
+      }),
+      listImages: () => Promise.resolve(
+        this.#catalog.records().filter(([n]) => n.startsWith(IMAGE_RECORD)).map(([, r]) => r as ImageRecord)
+          .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+      ),
+    };
   }
 
   /** The files of layer `key`, shaped after `node:fs/promises`. ENOENT if there is no such layer. */
