@@ -1,181 +1,374 @@
 /**
- * Pool benchmarks, each against raw node:fs on the same disk in the same run, printed as
- * a markdown table (and `RESULT` lines that scripts/bench.mjs gathers into one table
- * with a Node and a Deno column):
+ * Pool benchmarks, each against plain node:fs on the same disk in the same run (results
+ * as JSON lines, see bench/lib.ts; `npm run bench -- --only pool` runs both runtimes):
  *
  * 1. Sequential write of 1 GiB into a new thin device vs node:fs writing the same bytes
- *    to a plain file (4 MiB calls, fsync/commit at the end on both sides). Goal ≥ 0.8.
- * 2. Sequential read of it from the device, from a 128-deep snapshot, and from the plain
- *    file (all hot in the page cache). Goals: 128-deep ≥ 0.9 of 1-deep, ≥ 0.8 of node:fs.
- * 3. 4 KiB random writes into a fresh snapshot (each a copy-on-write) vs the same writes
- *    into the plain file.
+ *    to a new plain file: 1 MiB calls, one at a time on both sides, then fsync (node:fs)
+ *    and commit() (the pool, which fdatasyncs its data file). Goal ≥ 0.8.
+ * 2. Sequential read of those bytes, hot (both sides read what they just wrote, from the
+ *    page cache), from the device, from a 1-deep and a 128-deep snapshot (snapshot of
+ *    snapshot … 128 times), and with node:fs from the plain file. Goals: 128-deep ≥ 0.9
+ *    of 1-deep, and ≥ 0.8 of node:fs.
+ * 3. 4 KiB random writes, one per distinct 64 KiB block (so each is a copy-on-write), into
+ *    a fresh snapshot vs the same writes at the same offsets into the plain file. op/s.
  * 4. createSnapshot of an origin with 160 mapped blocks vs one with 163,840 (10 GiB at
- *    64 KiB, one small write per block). Goal: ratio 0.8..1.25, each under 5 ms.
+ *    64 KiB, one 1-byte write per block): median of 1,000 calls each. Goal: ratio
+ *    0.8..1.25, each under 5 ms.
  *
- *   node --import tsx bench/pool.bench.ts      deno run -A bench/pool.bench.ts
- *   BENCH_DIR=/some/disk picks the disk (default: bench/out in the repo).
+ * The disk of a shared VM speeds up and slows down by several times within minutes, so
+ * 1 to 3 run the thinstack side and the node:fs side in lockstep (interleaved() in
+ * lib.ts: 64 MiB or 512 operations of one, then of the other, order rotating) and report
+ * medians of per-run ratios, rather than one side's whole run after the other's.
+ *
+ *   node --import tsx bench/pool.bench.ts        deno run -A bench/pool.bench.ts
+ *   BENCH_QUICK=1 for a small, fast run that only checks the benchmark works.
  */
+import { Buffer } from "node:buffer";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Pool } from "../src/pool/pool.ts";
+import {
+  emit, finish, GiB, interleaved, KiB, median, MiB, mibps, note, opsps, patternBytes, prng, progress, quantile, quick,
+  runtime, syncAll, timeMs, withScratchDir,
+} from "./lib.ts";
 
-declare const Deno: unknown;
-const runtime = typeof Deno !== "undefined" ? "deno" : "node";
-const MiB = 2 ** 20;
-const GiB = 2 ** 30;
-const BS = 64 * 1024;
-const CHUNK = 4 * MiB;
+const B = "pool";
+const BS = 64 * KiB;
+const CHUNK = MiB;
+const SIZE = quick ? 128 * MiB : GiB;
+const REPS = quick ? 2 : 4;
+const READ_REPS = quick ? 1 : 5;
+const DEPTH = 128;
+const RANDOM_WRITES = quick ? 512 : 8192;
+const SNAP_CALLS = quick ? 100 : 1000;
+/** Operations per turn when the sides run in lockstep (see interleaved() in lib.ts). */
+const GROUP = 64;
+const RANDOM_GROUP = 512;
+const SNAP_COMMITS = quick ? 5 : 30;
+const BIG_DEVICE = quick ? 640 * MiB : 10 * GiB;
 
-const root = process.env.BENCH_DIR ?? path.join(path.dirname(new URL(import.meta.url).pathname), "out");
-const rows: string[][] = [];
+const sizeLabel = quick ? `${SIZE / MiB} MiB` : `${SIZE / GiB} GiB`;
 
-function result(name: string, value: string, ratio: string, goal: string, met: boolean | undefined) {
-  rows.push([name, value, ratio, goal, met === undefined ? "" : met ? "met" : "missed"]);
-  console.log(`RESULT\tpool\t${name}\t${value}\t${ratio}\t${goal}\t${met === undefined ? "" : met ? "met" : "missed"}`);
+/** The bytes of chunk `i`: one shared pattern, stamped with the chunk's number. */
+const base = patternBytes(CHUNK, 42);
+function stamp(buf: Uint8Array, i: number): Uint8Array {
+  const v = new DataView(buf.buffer, buf.byteOffset, 8);
+  v.setUint32(0, i);
+  v.setUint32(4, 0x7415_57ac);
+  return buf;
+}
+function expected(off: number, len: number): Uint8Array {
+  const i = Math.floor(off / CHUNK);
+  const chunk = stamp(base.slice(), i);
+  return chunk.subarray(off - i * CHUNK, off - i * CHUNK + len);
 }
 
-async function time<T>(fn: () => Promise<T>): Promise<number> {
-  const t = performance.now();
-  await fn();
-  return (performance.now() - t) / 1000;
-}
+const same = (a: Uint8Array, b: Uint8Array) =>
+  a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
-/** Best of `n` runs, each after `before` (disk noise on a shared VM is one-sided). */
-async function best(n: number, fn: () => Promise<number>, before: () => Promise<unknown> = async () => {}): Promise<number> {
-  let min = Infinity;
-  for (let i = 0; i < n; i++) {
-    await before();
-    min = Math.min(min, await fn());
+async function writeAll(fh: fs.FileHandle, buf: Uint8Array, pos: number): Promise<void> {
+  for (let done = 0; done < buf.byteLength;) {
+    const { bytesWritten } = await fh.write(buf, done, buf.byteLength - done, pos + done);
+    done += bytesWritten;
   }
-  return min;
 }
 
-/** Drops the page cache (root only); false where that is not allowed. */
-async function dropCaches(): Promise<boolean> {
-  try {
-    const { execFileSync } = await import("node:child_process");
-    execFileSync("sync");
-    await fs.writeFile("/proc/sys/vm/drop_caches", "3");
-    return true;
-  } catch {
-    return false;
+async function readAll(fh: fs.FileHandle, buf: Uint8Array, pos: number): Promise<void> {
+  for (let done = 0; done < buf.byteLength;) {
+    const { bytesRead } = await fh.read(buf, done, buf.byteLength - done, pos + done);
+    if (bytesRead === 0) throw new Error(`short read at ${pos + done}`);
+    done += bytesRead;
   }
 }
 
-const rate = (bytes: number, s: number) => `${(bytes / MiB / s).toFixed(0)} MiB/s`;
-
-function pattern(n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i += 512) b[i] = (i >> 9) & 0xff;
-  return b;
-}
-
-async function main() {
-  await fs.mkdir(root, { recursive: true });
-  const dir = await fs.mkdtemp(path.join(root, `pool-${runtime}-`));
+/** Sections 1 to 3: one pool and the plain files beside it. */
+async function streaming(dir: string): Promise<void> {
+  const chunks = SIZE / CHUNK;
+  const pool = await Pool.create(path.join(dir, "pool"), { dataSize: 10 * SIZE, blockSize: BS });
+  const plainPath = (r: number) => path.join(dir, `plain-${r}`);
   try {
-    const data = pattern(CHUNK);
-    const size = GiB;
-    const plainPath = path.join(dir, "plain");
-    const pool = await Pool.create(path.join(dir, "pool"), { dataSize: 16 * GiB });
-
-    // 1. Sequential write.
-    const plainWrite = await time(async () => {
-      const fh = await fs.open(plainPath, "w");
-      for (let off = 0; off < size; off += CHUNK) await fh.write(data, 0, CHUNK, off);
-      await fh.sync();
-      await fh.close();
-    });
-    await pool.createThin(1, size);
-    const dev = pool.device(1);
-    const poolWrite = await time(async () => {
-      for (let off = 0; off < size; off += CHUNK) await dev.write(off, data);
-      await pool.commit();
-    });
-    result("sequential write 1 GiB", `${rate(size, poolWrite)} vs node:fs ${rate(size, plainWrite)}`,
-      (plainWrite / poolWrite).toFixed(2), "≥ 0.8", plainWrite / poolWrite >= 0.8);
-
-    // 2. Sequential reads: device, 128-deep snapshot, plain file (all hot).
-    for (let d = 2; d <= 129; d++) await pool.createSnapshot(d, d - 1);
-    const readDev = (id: number) => time(async () => {
-      const h = pool.device(id);
-      for (let off = 0; off < size; off += CHUNK) await h.read(off, CHUNK);
-    });
-    const readPlain = () => time(async () => {
-      const fh = await fs.open(plainPath, "r");
-      const buf = new Uint8Array(CHUNK);
-      for (let off = 0; off < size; off += CHUNK) await fh.read(buf, 0, CHUNK, off);
-      await fh.close();
-    });
-    // Cold: the page cache dropped before each side (needs root; skipped otherwise), so both read the disk.
-    if (await dropCaches()) {
-      const c1 = await best(3, () => readDev(1), dropCaches);
-      const c128 = await best(3, () => readDev(129), dropCaches);
-      const cPlain = await best(3, readPlain, dropCaches);
-      result("sequential read, cold cache, 1-deep", `${rate(size, c1)} vs node:fs ${rate(size, cPlain)}`, (cPlain / c1).toFixed(2) + " of node:fs", "≥ 0.8", cPlain / c1 >= 0.8);
-      result("sequential read, cold cache, 128-deep", rate(size, c128), (c1 / c128).toFixed(2) + " of 1-deep", "≥ 0.9", c1 / c128 >= 0.9);
+    // Warm-up: start the I/O workers and JIT both paths on a throwaway device and file.
+    await pool.createThin(999, 16 * CHUNK);
+    const warmFile = await fs.open(path.join(dir, "warm"), "w");
+    for (let i = 0; i < 16; i++) {
+      await pool.device(999).write(i * CHUNK, base);
+      await pool.device(999).read(i * CHUNK, CHUNK);
+      await writeAll(warmFile, base, i * CHUNK);
     }
-    // Hot: everything in the page cache; node:fs is then a memcpy loop on the main thread.
-    await readDev(1);
-    await readPlain();
-    const [r1, r128, rPlain] = [await best(3, () => readDev(1)), await best(3, () => readDev(129)), await best(3, readPlain)];
-    result("sequential read, hot cache, 1-deep", `${rate(size, r1)} vs node:fs ${rate(size, rPlain)}`, (rPlain / r1).toFixed(2) + " of node:fs", "≥ 0.8", rPlain / r1 >= 0.8);
-    result("sequential read, hot cache, 128-deep", rate(size, r128), (r1 / r128).toFixed(2) + " of 1-deep", "≥ 0.9", r1 / r128 >= 0.9);
+    await warmFile.close();
+    await pool.deleteDevice(999);
+    await pool.commit();
+    await fs.rm(path.join(dir, "warm"));
 
-    // 3. 4 KiB random writes into a fresh snapshot vs the plain file.
-    await pool.createSnapshot(200, 1);
-    const n = 4000;
-    const offsets = Array.from({ length: n }, (_, i) => ((i * 2654435761) % (size / 4096)) * 4096);
-    const small = pattern(4096);
-    const snap = pool.device(200);
-    const tPool = await time(async () => {
-      for (const off of offsets) await snap.write(off, small);
+    // 1. Sequential write into a new device and a new file, in lockstep: 64 MiB to one, the
+    //    same 64 MiB to the other (which goes first alternating); then each side's fsync/commit.
+    const devId = (r: number) => 100 + r;
+    const w = { pool: [] as number[], plain: [] as number[], poolLoop: [] as number[], plainLoop: [] as number[], ratio: [] as number[] };
+    for (let r = 0; r < REPS; r++) {
+      await pool.createThin(devId(r), SIZE);
       await pool.commit();
+      const dev = pool.device(devId(r));
+      const fh = await fs.open(plainPath(r), "w");
+      const bufs = [base.slice(), base.slice()];
+      try {
+        syncAll();
+        const [plainMs, poolMs] = await interleaved(chunks, GROUP, 1, [
+          (i) => writeAll(fh, stamp(bufs[0], i), i * CHUNK),
+          (i) => dev.write(i * CHUNK, stamp(bufs[1], i)),
+        ]);
+        // The second sync gets the writeback the first one started: alternate who goes second.
+        let plainSync = 0;
+        let poolSync = 0;
+        for (const side of r % 2 ? ["pool", "plain"] : ["plain", "pool"]) {
+          if (side === "plain") plainSync = await timeMs(() => fh.sync());
+          else poolSync = await timeMs(() => pool.commit());
+        }
+        w.plain.push(plainMs + plainSync);
+        w.pool.push(poolMs + poolSync);
+        w.plainLoop.push(plainMs);
+        w.poolLoop.push(poolMs);
+        w.ratio.push((plainMs + plainSync) / (poolMs + poolSync));
+      } finally {
+        await fh.close();
+      }
+      progress(`sequential write ${r + 1}/${REPS}: pool ${mibps(SIZE, w.pool[r]).toFixed(0)} MiB/s, node:fs ${mibps(SIZE, w.plain[r]).toFixed(0)} MiB/s ` +
+        `(before fsync/commit: ${mibps(SIZE, w.poolLoop[r]).toFixed(0)} vs ${mibps(SIZE, w.plainLoop[r]).toFixed(0)})`);
+    }
+    emit({
+      bench: B, name: `sequential write ${sizeLabel}, new device vs new file (1 MiB writes, fsync/commit included)`,
+      value: mibps(SIZE, median(w.pool)), unit: "MiB/s", baseline: mibps(SIZE, median(w.plain)), baselineLabel: "node:fs",
+      ratio: median(w.ratio), goal: "≥ 0.8",
+      detail: `${REPS} runs; in each, the two sides write in lockstep (64 MiB to one, the same 64 MiB to the other, who goes first alternating), ` +
+        `then node:fs fsyncs and the pool commits (who goes first alternating by run); ratio = median of the per-run ratios`,
     });
-    const tPlain = await time(async () => {
-      const fh = await fs.open(plainPath, "r+");
-      for (const off of offsets) await fh.write(small, 0, 4096, off);
-      await fh.sync();
-      await fh.close();
+    emit({
+      bench: B, name: `sequential write ${sizeLabel}, new device vs new file, until the last write returns (before the fsync/commit)`,
+      value: mibps(SIZE, median(w.poolLoop)), unit: "MiB/s", baseline: mibps(SIZE, median(w.plainLoop)), baselineLabel: "node:fs",
+      ratio: median(w.poolLoop.map((p, i) => w.plainLoop[i] / p)),
+      detail: "the same runs without the final fsync/commit: the write path's own cost, mostly into the page cache",
     });
-    result("4 KiB random writes into a fresh snapshot (copy-on-write)", `${(n / tPool).toFixed(0)} op/s vs node:fs ${(n / tPlain).toFixed(0)} op/s`,
-      (tPlain / tPool).toFixed(2), "", undefined);
-    await pool.close();
+    // Keep the last run's device and file; the others are not needed.
+    const last = REPS - 1;
+    const origin = devId(last);
+    for (let r = 0; r < last; r++) {
+      await pool.deleteDevice(devId(r));
+      await fs.rm(plainPath(r));
+    }
+    await pool.commit();
 
-    // 4. createSnapshot cost against the origin's size.
-    const pool2 = await Pool.create(path.join(dir, "pool2"), { dataSize: 11 * GiB });
-    await pool2.createThin(1, 10 * GiB);
-    await pool2.createThin(2, 10 * GiB);
-    const one = new Uint8Array([1]);
-    for (let b = 0; b < 160; b++) await pool2.device(1).write(b * BS, one);
-    for (let b = 0; b < 163_840; b++) await pool2.device(2).write(b * BS, one);
-    await pool2.commit();
-    // Single calls take microseconds, under the timer's resolution: time batches of 1,000.
-    const batch = async (origin: number) => {
-      const t = performance.now();
-      for (let i = 0; i < 1000; i++) await pool2.createSnapshot(10_000 + i, origin);
-      const ms = (performance.now() - t) / 1000;
-      for (let i = 0; i < 1000; i++) await pool2.deleteDevice(10_000 + i);
-      return ms;
-    };
-    const mean = async (origin: number) => {
-      let min = Infinity;
-      for (let k = 0; k < 5; k++) min = Math.min(min, await batch(origin));
-      return min;
-    };
-    await batch(1); // warm up
-    const small160 = await mean(1);
-    const large = await mean(2);
-    const ratio = large / small160;
-    result("createSnapshot, 160 vs 163,840 mapped blocks (mean of 1,000, best of 5)", `${(small160 * 1000).toFixed(1)} µs vs ${(large * 1000).toFixed(1)} µs`,
-      ratio.toFixed(2), "0.8..1.25, each < 5 ms", ratio >= 0.8 && ratio <= 1.25 && large < 5 && small160 < 5);
-    await pool2.close();
+    // 2. Sequential reads, hot: the last device and file were just written.
+    let prev = origin;
+    for (let d = 1; d <= DEPTH; d++) {
+      await pool.createSnapshot(1000 + d, prev);
+      prev = 1000 + d;
+    }
+    const oneDeep = 1001;
+    const deep = 1000 + DEPTH;
+    const plain = await fs.open(plainPath(last), "r");
+    try {
+      // Checks every byte of the deepest snapshot against the plain file (and warms both).
+      const fbuf = new Uint8Array(CHUNK);
+      for (let i = 0; i < chunks; i++) {
+        await readAll(plain, fbuf, i * CHUNK);
+        const got = await pool.device(deep).read(i * CHUNK, CHUNK);
+        if (!same(got, fbuf) || !same(fbuf, stamp(base.slice(), i))) throw new Error(`chunk ${i}: the ${DEPTH}-deep snapshot or the file reads wrong bytes`);
+      }
+      const read = (id: number) => {
+        const dev = pool.device(id);
+        return (i: number) => dev.read(i * CHUNK, CHUNK);
+      };
+      for (const depth of [1, 4]) {
+        const reused = Array.from({ length: depth }, () => new Uint8Array(CHUNK));
+        const sides = [
+          read(origin), read(oneDeep), read(deep),
+          // node:fs into a new array per read, as the pool's read() returns one; and into one reused buffer per lane.
+          (i: number) => readAll(plain, new Uint8Array(CHUNK), i * CHUNK),
+          (i: number, lane: number) => readAll(plain, reused[lane], i * CHUNK),
+        ];
+        // Untimed pass first: piscina starts a second I/O thread only when tasks queue up
+        // (and stops it after 5 s idle); that start-up is not what this measures.
+        await interleaved(chunks, GROUP, depth, sides);
+        const passes: number[][] = [];
+        for (let r = 0; r < READ_REPS; r++) passes.push(await interleaved(chunks, GROUP, depth, sides));
+        const col = (k: number) => passes.map((p) => p[k]);
+        const [dev, one, dp, fresh, reuse] = [0, 1, 2, 3, 4].map((k) => mibps(SIZE, median(col(k))));
+        const ratio = (num: number, den: number) => median(passes.map((p) => p[num] / p[den])); // time ratio = throughput ratio inverted
+        progress(`sequential read, ${depth} in flight: device ${dev.toFixed(0)}, 1-deep ${one.toFixed(0)}, ${DEPTH}-deep ${dp.toFixed(0)}, ` +
+          `node:fs ${fresh.toFixed(0)} (new arrays) / ${reuse.toFixed(0)} (reused buffer) MiB/s`);
+        const how = depth === 1 ? "1 MiB reads, one at a time" : `1 MiB reads, ${depth} in flight`;
+        const goal = depth === 1 ? "≥ 0.8" : undefined;
+        const fsNew = "node:fs new arrays";
+        emit({ bench: B, name: `sequential read ${sizeLabel} hot, device vs node:fs, a new array per read on both sides (${how})`, value: dev, unit: "MiB/s", baseline: fresh, baselineLabel: fsNew, ratio: ratio(3, 0), goal });
+        emit({ bench: B, name: `sequential read ${sizeLabel} hot, ${DEPTH}-deep snapshot vs node:fs, a new array per read on both sides (${how})`, value: dp, unit: "MiB/s", baseline: fresh, baselineLabel: fsNew, ratio: ratio(3, 2), goal });
+        emit({ bench: B, name: `sequential read ${sizeLabel} hot, ${DEPTH}-deep vs 1-deep snapshot (${how})`, value: dp, unit: "MiB/s", baseline: one, baselineLabel: "1-deep", ratio: ratio(1, 2), goal: depth === 1 ? "≥ 0.9" : undefined });
+        emit({ bench: B, name: `sequential read ${sizeLabel} hot, device vs node:fs reading into a reused buffer (${how})`, value: dev, unit: "MiB/s", baseline: reuse, baselineLabel: "node:fs reused buffer", ratio: ratio(4, 0) });
+      }
+    } finally {
+      await plain.close();
+    }
+    note(B, `Reads are hot on both sides: each reads the ${sizeLabel} it has just written, from the page cache (no cache drop). ` +
+      `The five readers (device, 1-deep, ${DEPTH}-deep, node:fs into new arrays, node:fs into a reused buffer) run in lockstep, ` +
+      `64 MiB each in rotating order, ${READ_REPS} passes; figures are medians, ratios medians of per-pass ratios. ` +
+      `The pool's read() returns a new array per call, so the goal compares it with node:fs reading into a new array per call. ` +
+      `The ${DEPTH}-deep snapshot is a snapshot of a snapshot … ${DEPTH} times; every byte of it was checked against the plain file first.`);
+    for (let d = DEPTH; d >= 1; d--) await pool.deleteDevice(1000 + d);
+
+    // 3. 4 KiB random writes, one per distinct 64 KiB block: each a copy-on-write in a fresh snapshot.
+    const rnd = prng(7);
+    const blocks = Array.from({ length: SIZE / BS }, (_, i) => i);
+    for (let i = blocks.length - 1; i > 0; i--) {
+      const j = Math.floor(rnd() * (i + 1));
+      [blocks[i], blocks[j]] = [blocks[j], blocks[i]];
+    }
+    const offsets = blocks.slice(0, RANDOM_WRITES).map((b) => b * BS + Math.floor(rnd() * (BS / (4 * KiB))) * 4 * KiB);
+    const small = patternBytes(4 * KiB, 9);
+    const rw = { pool: [] as number[], plain: [] as number[], poolAll: [] as number[], plainAll: [] as number[] };
+    await pool.commit();
+    for (let r = 0; r < REPS; r++) {
+      const snapId = 2000 + r;
+      await pool.createSnapshot(snapId, origin);
+      await pool.commit();
+      const used = pool.status().dataBlocks.used;
+      const snap = pool.device(snapId);
+      const fh = await fs.open(plainPath(last), "r+");
+      try {
+        syncAll();
+        const [plainMs, poolMs] = await interleaved(offsets.length, RANDOM_GROUP, 1, [
+          (i) => writeAll(fh, small, offsets[i]),
+          (i) => snap.write(offsets[i], small),
+        ]);
+        let plainSync = 0;
+        let poolSync = 0;
+        for (const side of r % 2 ? ["pool", "plain"] : ["plain", "pool"]) {
+          if (side === "plain") plainSync = await timeMs(() => fh.sync());
+          else poolSync = await timeMs(() => pool.commit());
+        }
+        rw.plain.push(plainMs);
+        rw.pool.push(poolMs);
+        rw.plainAll.push(plainMs + plainSync);
+        rw.poolAll.push(poolMs + poolSync);
+      } finally {
+        await fh.close();
+      }
+      const copied = pool.status().dataBlocks.used - used;
+      if (copied !== RANDOM_WRITES) throw new Error(`expected ${RANDOM_WRITES} copied blocks, the pool allocated ${copied}`);
+      // The snapshot sees the new bytes over the rest of each copied block; the origin is untouched.
+      for (const off of offsets.slice(0, 64)) {
+        const blockStart = Math.floor(off / BS) * BS;
+        const want = expected(blockStart, BS).slice();
+        want.set(small, off - blockStart);
+        if (!same(await snap.read(blockStart, BS), want)) throw new Error(`copy-on-write at ${off}: the snapshot reads wrong bytes`);
+        if (!same(await pool.device(origin).read(blockStart, BS), expected(blockStart, BS))) throw new Error(`copy-on-write at ${off}: the origin changed`);
+      }
+      await pool.deleteDevice(snapId);
+      await pool.commit();
+      progress(`random 4 KiB writes ${r + 1}/${REPS}: pool ${opsps(RANDOM_WRITES, rw.pool[r]).toFixed(0)} op/s, node:fs ${opsps(RANDOM_WRITES, rw.plain[r]).toFixed(0)} op/s`);
+    }
+    const perOp = (xs: number[]) => opsps(RANDOM_WRITES, median(xs));
+    const ratios = (a: number[], b: number[]) => median(a.map((x, i) => x / b[i]));
+    emit({
+      bench: B, name: "4 KiB random writes into a fresh snapshot, each a copy-on-write (no sync)",
+      value: perOp(rw.pool), unit: "op/s", baseline: perOp(rw.plain), baselineLabel: "node:fs", ratio: ratios(rw.plain, rw.pool),
+      detail: `${RANDOM_WRITES} writes at seeded random 4 KiB offsets, one per distinct 64 KiB block of ${sizeLabel}, one at a time, in lockstep (${RANDOM_GROUP} writes a turn) with ` +
+        `node:fs writing the same offsets of the plain file in place; ${REPS} runs, a fresh snapshot each`,
+    });
+    emit({
+      bench: B, name: "4 KiB random writes into a fresh snapshot, then commit (node:fs: then fsync)",
+      value: perOp(rw.poolAll), unit: "op/s", baseline: perOp(rw.plainAll), baselineLabel: "node:fs", ratio: ratios(rw.plainAll, rw.poolAll),
+      detail: `the commit flushes ${RANDOM_WRITES} new 64 KiB blocks (${(RANDOM_WRITES * BS / MiB).toFixed(0)} MiB), the fsync ${RANDOM_WRITES} dirty 4 KiB pages`,
+    });
   } finally {
-    await fs.rm(dir, { recursive: true, force: true });
+    await pool.close();
   }
-  console.log(`\n### Pool (${runtime})\n`);
-  console.log("| benchmark | thinstack | ratio | goal | |\n|---|---|---|---|---|");
-  for (const r of rows) console.log(`| ${r.join(" | ")} |`);
 }
 
-await main();
+/** Section 4: createSnapshot against the origin's size. */
+async function snapshots(dir: string): Promise<void> {
+  const blocks = BIG_DEVICE / BS;
+  const fewBlocks = 160;
+  const pool = await Pool.create(path.join(dir, "pool"), { dataSize: BIG_DEVICE + 1024 * BS, blockSize: BS });
+  try {
+    const SMALL = 1;
+    const LARGE = 2;
+    await pool.createThin(SMALL, BIG_DEVICE);
+    await pool.createThin(LARGE, BIG_DEVICE);
+    const one = new Uint8Array([0x5a]);
+    const stride = blocks / fewBlocks;
+    for (let k = 0; k < fewBlocks; k++) await pool.device(SMALL).write(k * stride * BS, one);
+    const large = pool.device(LARGE);
+    const BATCH = 256;
+    const fillMs = await timeMs(async () => {
+      for (let b = 0; b < blocks; b += BATCH) {
+        const writes: Promise<void>[] = [];
+        for (let k = b; k < Math.min(blocks, b + BATCH); k++) writes.push(large.write(k * BS, one));
+        await Promise.all(writes);
+        if ((b / BATCH) % 64 === 63) progress(`mapping the large origin: ${b + BATCH}/${blocks} blocks`);
+      }
+      await pool.commit();
+    });
+    progress(`mapped ${blocks} blocks in ${(fillMs / 1000).toFixed(1)} s`);
+    if (pool.usage(SMALL).mapped !== fewBlocks || pool.usage(LARGE).mapped !== blocks) throw new Error("the origins are not mapped as planned");
+
+    let nextId = 10_000;
+    const samples: Record<number, number[]> = { [SMALL]: [], [LARGE]: [] };
+    const once = async (origin: number, into?: number[]) => {
+      const id = nextId++;
+      const t = performance.now();
+      await pool.createSnapshot(id, origin);
+      const dt = performance.now() - t;
+      into?.push(dt);
+      await pool.deleteDevice(id);
+    };
+    for (let i = 0; i < 200; i++) { await once(SMALL); await once(LARGE); } // warm-up
+    for (let i = 0; i < SNAP_CALLS; i++) {
+      const order = i % 2 ? [SMALL, LARGE] : [LARGE, SMALL];
+      for (const o of order) await once(o, samples[o]);
+    }
+    const mS = median(samples[SMALL]);
+    const mL = median(samples[LARGE]);
+    const tail = (xs: number[]) => `p90 ${(quantile(xs, 0.9) * 1000).toFixed(1)} µs, max ${(Math.max(...xs) * 1000).toFixed(1)} µs`;
+    emit({
+      bench: B, name: `createSnapshot, origin with ${fewBlocks} mapped blocks (median)`, value: mS * 1000, unit: "µs",
+      goal: "< 5 ms", met: mS < 5, detail: `${tail(samples[SMALL])}`,
+    });
+    emit({
+      bench: B, name: `createSnapshot, origin with ${blocks.toLocaleString("en")} mapped blocks (median)`, value: mL * 1000, unit: "µs",
+      goal: "< 5 ms", met: mL < 5, detail: `${tail(samples[LARGE])}`,
+    });
+    emit({
+      bench: B, name: `createSnapshot, ${blocks.toLocaleString("en")} vs ${fewBlocks} mapped blocks (ratio of medians, large / small)`,
+      value: mL * 1000, unit: "µs", baseline: mS * 1000, baselineLabel: `${fewBlocks} blocks`, ratio: mL / mS, goal: "0.8..1.25",
+      detail: `${SNAP_CALLS} calls on each origin, alternating, each timed alone, the snapshot deleted (untimed) after each; ` +
+        `both origins are ${BIG_DEVICE / GiB} GiB devices, the small one mapped at every ${stride}th block; mapping the large one took ${(fillMs / 1000).toFixed(0)} s`,
+    });
+
+    // The same, made durable: createSnapshot + commit (informative).
+    const durable: Record<number, number[]> = { [SMALL]: [], [LARGE]: [] };
+    for (let i = 0; i < SNAP_COMMITS; i++) {
+      for (const o of i % 2 ? [SMALL, LARGE] : [LARGE, SMALL]) {
+        const id = nextId++;
+        durable[o].push(await timeMs(async () => {
+          await pool.createSnapshot(id, o);
+          await pool.commit();
+        }));
+        await pool.deleteDevice(id);
+        await pool.commit();
+      }
+    }
+    const dS = median(durable[SMALL]);
+    const dL = median(durable[LARGE]);
+    emit({
+      bench: B, name: `createSnapshot + commit, ${blocks.toLocaleString("en")} vs ${fewBlocks} mapped blocks (ratio of medians, large / small)`,
+      value: dL, unit: "ms", baseline: dS, baselineLabel: `${fewBlocks} blocks`, ratio: dL / dS,
+      detail: `median of ${SNAP_COMMITS} each; a commit fsyncs the data file and writes the new device record and the root record (fsync + rename + directory fsync)`,
+    });
+  } finally {
+    await pool.close();
+  }
+}
+
+progress(`pool benchmarks under ${runtime}${quick ? " (BENCH_QUICK: small sizes, figures not meaningful)" : ""}`);
+await withScratchDir(B, "stream", streaming);
+await withScratchDir(B, "snapshot", snapshots);
+note(B, "Every benchmark runs on the repository's disk (bench/out) and removes its files when done.");
+finish("Pool benchmarks");
