@@ -29,11 +29,11 @@ export function noStore(root: string): Error {
 }
 
 /** Opens the store in `root` for a command; errors say what to do next. */
-export async function openStore(root: string): Promise<LayerStore> {
+export async function openStore(root: string, options: StoreUse = {}): Promise<LayerStore> {
   if (!hasStore(root)) throw noStore(root);
   let store: LayerStore;
   try {
-    store = await LayerStore.open(root);
+    store = await LayerStore.open(root, { resumeDeletions: !options.reportOnly });
   } catch (e) {
     const err = e as { message?: string; code?: string };
     const first = String(err.message ?? e).split("\n")[0];
@@ -62,16 +62,28 @@ export async function withExisting<T>(root: string, fn: () => Promise<T>): Promi
 }
 
 /** Opens the store (holding its lock), runs `fn`, and closes it (committing) whatever happens. */
-export async function withStore<T>(cmd: Command, fn: (store: LayerStore, root: string) => Promise<T>): Promise<T> {
+export async function withStore<T>(cmd: Command, fn: (store: LayerStore, root: string) => Promise<T>, options: StoreUse = {}): Promise<T> {
   const root = rootOf(cmd);
   return await withExisting(root, async () => {
-    const store = await openStore(root);
+    const store = await openStore(root, options);
+    if (options.leavePending) store.pool.holdDeletions();
     try {
       return await fn(store, root);
     } finally {
       await store.close();
     }
   });
+}
+
+/** How a command uses the store, beyond opening and closing it. */
+export interface StoreUse {
+  /**
+   * The command only reports (info, status): deferred removals an earlier command left
+   * pending stay pending, so the report counts them (docker info's Deferred Deleted Device Count).
+   */
+  reportOnly?: boolean;
+  /** Leave this command's deferred removals to finish at the next open (rm returns at once). */
+  leavePending?: boolean;
 }
 
 /** What the CLI says when the pool grew by itself (LVM's thin-pool autoextend). */

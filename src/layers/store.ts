@@ -125,7 +125,7 @@ export class LayerStore {
   static async open(dir: string, options: LayerStoreOptions = {}): Promise<LayerStore> {
     let pool: Pool;
     try {
-      pool = await Pool.open(dir, { ioThreads: options.ioThreads });
+      pool = await Pool.open(dir, { ioThreads: options.ioThreads, resumeDeletions: options.resumeDeletions });
     } catch (e) {
       if (!hasCode(e, "ENOENT") || !options.create) throw e;
       pool = await Pool.create(dir, {

@@ -24,6 +24,8 @@ export interface LayerStoreOptions {
   cache?: CacheOptions;
   /** I/O worker threads of the pool. */
   ioThreads?: number;
+  /** Finish deferred deletions an earlier process left pending (default true); see `PoolOpenOptions`. */
+  resumeDeletions?: boolean;
 }
 
 /** What {@linkcode LayerStore.stat} says about a layer: containerd's `snapshots.Info`. */

@@ -100,6 +100,7 @@ export class Pool {
   readonly #ctx: IoContext;
   readonly #readahead: Readahead;
   #version = 0;
+  #holdDeletions = false;
 
   private constructor(dir: string, meta: MetaStore, record: PoolRecord, io: BlockIo) {
     this.dir = dir;
@@ -182,8 +183,8 @@ export class Pool {
     const pool = new Pool(dir, meta, record, io);
     try {
       await pool.#load(record);
-      // A deferred deletion a crash interrupted: finish it now.
-      for (const dev of pool.#devices.values()) if (dev.deleting) pool.#finishDeletion(dev.id);
+      // A deferred deletion a crash (or a close that did not settle) left: finish it now.
+      if (options.resumeDeletions !== false) for (const dev of pool.#devices.values()) if (dev.deleting) pool.#finishDeletion(dev.id);
     } catch (e) {
       await BlockIo.release();
       throw e;
@@ -305,7 +306,8 @@ export class Pool {
   #finishDeletion(id: DeviceId): void {
     const work = this.#mutate("delete", async () => {
       const dev = this.#devices.get(id);
-      if (!dev?.deleting) return;
+      // Held (see holdDeletions): it stays pending, recorded, for the next open.
+      if (!dev?.deleting || this.#holdDeletions) return;
       this.#forest.drop(dev.mapping);
       this.#devices.delete(id);
       this.#readahead.forget(id);
@@ -313,6 +315,15 @@ export class Pool {
     });
     this.#background.add(work);
     work.catch(() => {}).finally(() => this.#background.delete(work));
+  }
+
+  /**
+   * Leaves deferred deletions that have not started to the next open, where they finish
+   * in the background; meanwhile they stay recorded and counted in `status()`. For a
+   * short-lived process such as the command line's `rm`, which should return at once.
+   */
+  holdDeletions(): void {
+    this.#holdDeletions = true;
   }
 
   /** Waits for deferred deletions to finish. */

@@ -55,6 +55,12 @@ export const DEFAULT_SETTINGS: PoolSettings = { minFreeSpacePercent: 10, autoext
 export interface PoolOpenOptions {
   /** Worker threads for block I/O (shared by every open pool in the process). Default: 2 or the core count. */
   ioThreads?: number;
+  /**
+   * Finish deferred deletions left pending by an earlier process, in the background
+   * (default true). A reader that only reports, such as `thinstack info`, passes false:
+   * the deletions stay pending and counted until a process that changes the pool opens it.
+   */
+  resumeDeletions?: boolean;
 }
 
 /** What {@linkcode Pool.status} reports, after dm-thin's status line. */

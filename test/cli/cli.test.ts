@@ -233,20 +233,26 @@ describe("thinstack CLI", { concurrency: true }, () => {
       assert.match((await ts(["check"], r)).stdout, /: no faults\n$/);
       assert.deepEqual(new Uint8Array((await ts(["cat", "c2:/data2.bin"], r)).bytes), data2);
 
-      // rm (deferred deletion): children first, every key in one call; the count is back to 0
+      // rm (deferred deletion): children first, every key in one call. rm returns once the
+      // removals are recorded; info counts them until a command that changes the store
+      // (here trim) opens it and finishes them.
       const duBefore = await du(path.join(root, "data"));
       assert.ok(duBefore >= (m + c2.exclusive) * 64 * KiB, `the data file holds the layers' blocks (${duBefore} bytes)`);
       assert.equal((await ts(["rm", "c2", "v1", "img1"], r)).stdout, "c2\nv1\nimg1\n");
-      const after = Object.fromEntries(parseFields((await ts(["info"], r)).stdout));
-      assert.equal(after["Deferred Deleted Device Count"], "0");
-      assert.equal(after["Data Space Used"], "0 B");
-      assert.equal(after["Data Space Available"], "67.11 MB");
+      const pending = Object.fromEntries(parseFields((await ts(["info"], r)).stdout));
+      assert.equal(pending["Deferred Deleted Device Count"], "3");
+      assert.notEqual(pending["Data Space Used"], "0 B", "the blocks are not freed yet");
+      assert.deepEqual(parseTable((await ts(["ls"], r)).stdout).length, 0, "the layers are gone at once");
 
       // trim: the free blocks go back to the host, and du of the data file falls
       assert.match((await ts(["trim"], r)).stdout, /^Trimmed 1024 free blocks \(67\.11 MB\) in 1 ranges with (ffi|fallocate\(1\))\n$/);
       const duAfter = await du(path.join(root, "data"));
       assert.ok(duAfter < duBefore && duAfter <= 64 * KiB, `du of the data file falls: ${duBefore} -> ${duAfter}`);
       assert.match((await ts(["status"], r)).stdout, / 0\/1024 - rw discard_passdown error_if_no_space -\n$/);
+      const after = Object.fromEntries(parseFields((await ts(["info"], r)).stdout));
+      assert.equal(after["Deferred Deleted Device Count"], "0");
+      assert.equal(after["Data Space Used"], "0 B");
+      assert.equal(after["Data Space Available"], "67.11 MB");
     });
   });
 
@@ -399,7 +405,12 @@ describe("thinstack CLI", { concurrency: true }, () => {
       const pending = (await ts(["dump"], r)).stdout;
       assert.match(pending, /<device dev_id="1" [^>]*deleting="1">/, "the crash fell between the deferral and the freeing");
 
-      // The next open finishes it: nothing pending, the blocks free, the metadata sound.
+      // info reports it pending; the next command that changes the store finishes it:
+      // nothing pending after, the blocks free, the metadata sound.
+      assert.equal(Object.fromEntries(parseFields((await ts(["info"], r)).stdout))["Deferred Deleted Device Count"], "1");
+      await ts(["prepare", "next"], r);
+      await ts(["rm", "next"], r);
+      await ts(["trim"], r);
       const info = Object.fromEntries(parseFields((await ts(["info"], r)).stdout));
       assert.equal(info["Deferred Deleted Device Count"], "0");
       assert.equal(info["Data Space Used"], "0 B");

@@ -465,6 +465,25 @@ describe("operations", () => {
       await pool.createThin(1, MiB);
     });
   });
+
+  it("held deferred deletions stay recorded and counted until an open that resumes them", async () => {
+    await withTmp(async (dir) => {
+      let pool = await Pool.create(dir, { dataSize: 16 * MiB });
+      await pool.createThin(1, 8 * MiB);
+      await pool.device(1).write(0, bytes(2 * MiB, 1));
+      pool.holdDeletions();
+      await pool.deleteDevice(1, { deferred: true });
+      await pool.close();
+      // A reporting open leaves it pending.
+      pool = await Pool.open(dir, { resumeDeletions: false });
+      assert.deepEqual([pool.status().deferredDeletes, pool.status().dataBlocks.used, pool.devices().length], [1, 32, 0]);
+      await pool.close();
+      pool = await Pool.open(dir);
+      await pool.settle();
+      assert.deepEqual([pool.status().deferredDeletes, pool.status().dataBlocks.used], [0, 0]);
+      await pool.close();
+    });
+  });
 });
 
 describe("settings", () => {

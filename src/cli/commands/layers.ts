@@ -82,7 +82,7 @@ export function layerCommands(cmd: Command): void {
           }
         }
         if (failed) throw new Exit(1);
-      }));
+      }, { leavePending: true }));
 
   cmd.command("ls")
     .description("list layers")

@@ -74,7 +74,7 @@ export function storeCommands(cmd: Command): void {
       withStore(c, async (store, root) => {
         const f = infoFields(store.pool, root, store.baseSize);
         out(o.json ? json(Object.fromEntries(f)) : `Storage Driver: thinstack\n${fields(f)}`);
-      }));
+      }, { reportOnly: true }));
 
   cmd.command("status")
     .description("the dm-thin pool status line: transaction, metadata and data use, mode (rw, ro, out_of_data_space), needs_check")
@@ -84,7 +84,7 @@ export function storeCommands(cmd: Command): void {
       await withExisting(root, async () => {
         let store: LayerStore;
         try {
-          store = await openStore(root);
+          store = await openStore(root, { reportOnly: true });
         } catch (e) {
           // dm-thin keeps reporting a pool whose metadata failed: read-only, needs_check.
           const s = await offlineStatus(root);
@@ -180,6 +180,7 @@ export function storeCommands(cmd: Command): void {
     .description("give free blocks back to the host by punching holes in the data file")
     .action((_o, c: Command) =>
       withStore(c, async (store) => {
+        await store.pool.settle(); // deferred removals an earlier rm left: their blocks are free first
         await store.pool.commit(); // blocks freed in the open transaction become trimmable
         const r = await store.pool.trim();
         out(`Trimmed ${r.blocks} free blocks (${formatBytes(r.blocks * store.pool.blockSize)}) in ${r.ranges} ranges${r.method === "none" ? "" : ` with ${r.method}`}\n`);
