@@ -8,18 +8,17 @@
  * - the real docker-save images, converted by skopeo and unpacked by umoci, give the
  *   trees thinstack's import and checkout give.
  *
- * The layer store is the in-memory double until the real store is wired in.
+ * Everything goes through the real layer store's own methods (importImage, checkout,
+ * exportImage).
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fsp from "node:fs/promises";
 import process from "node:process";
 import { test } from "node:test";
-import { checkout } from "../../src/interchange/checkout.ts";
-import { exportImage, importImage } from "../../src/interchange/images.ts";
+import { LayerStore } from "../../src/layers/mod.ts";
 import { withTmp } from "../helpers/tmp.ts";
 import { describeView, hostView, image, needImages } from "./helpers.ts";
-import { MemStore } from "./memlayers.ts";
 
 const has = (cmd: string) => spawnSync(cmd, ["--version"], { stdio: "ignore" }).status === 0;
 const root = process.getuid?.() === 0;
@@ -39,9 +38,19 @@ async function umociTree(layoutAndTag: string, dir: string): Promise<string[]> {
 }
 
 /** thinstack's view: checkout of the image's top layer. */
-async function ourTree(store: MemStore, top: string, dir: string): Promise<string[]> {
-  await checkout(store.view(top), `${dir}/checkout`);
+async function ourTree(store: LayerStore, top: string, dir: string): Promise<string[]> {
+  await store.checkout(top, `${dir}/checkout`);
   return await describeView(hostView(`${dir}/checkout`), { mtime: true });
+}
+
+/** A store in `dir/store` for `fn`, closed after. */
+async function withStore<T>(dir: string, fn: (s: LayerStore) => Promise<T>): Promise<T> {
+  const s = await LayerStore.open(`${dir}/store`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
 }
 
 /** Three layers made with umoci: files, a hard link, a FIFO, a device, setuid; then deletions, a replaced directory and a new link to a lower file. */
@@ -77,9 +86,9 @@ rm -rf B
 test("an image built with umoci imports and checks out to exactly what umoci unpack gives", { skip: needUmoci }, async () => {
   await withTmp(async (dir) => {
     sh(BUILD, dir);
-    const s = new MemStore();
-    await assert.rejects(importImage(s, s, `${dir}/L`), /several images \(v1.*v2.*v3.*\); name one/);
-    const { layers } = await importImage(s, s, `${dir}/L`, { ref: "v3", name: "built" });
+    await withStore(dir, async (s) => {
+    await assert.rejects(s.importImage(`${dir}/L`), /several images \(v1.*v2.*v3.*\); name one/);
+    const { layers } = await s.importImage(`${dir}/L`, { ref: "v3", name: "built" });
     assert.equal(layers.length, 2);
     const ours = await ourTree(s, layers[1], dir);
     assert.deepEqual(ours, await umociTree("L:v3", dir));
@@ -88,22 +97,23 @@ test("an image built with umoci imports and checks out to exactly what umoci unp
     assert.ok(ours.some((l) => l.startsWith("char /data/null ")));
     assert.ok(!ours.some((l) => l.includes("/data/gone") || l.includes("/data/tree")), "deletions");
     assert.ok(ours.includes("dir /data/sub 755 0:0") || ours.some((l) => l.startsWith("dir /data/sub 755 0:0 ")));
+    });
   });
 });
 
 test("an image exported by thinstack unpacks with umoci to thinstack's checkout and passes skopeo inspect", { skip: needBoth }, async () => {
   await withTmp(async (dir) => {
     sh(BUILD, dir);
-    const s = new MemStore();
-    const { name, layers } = await importImage(s, s, `${dir}/L`, { ref: "v3", name: "built" });
+    await withStore(dir, async (s) => {
+    const { name, layers } = await s.importImage(`${dir}/L`, { ref: "v3", name: "built" });
     const ours = await ourTree(s, layers[1], dir);
-    const oci = await exportImage(s, s, name, `${dir}/E`, { ref: "thin" });
+    const oci = await s.exportImage(name, `${dir}/E`, { ref: "thin" });
     assert.deepEqual(await umociTree("E:thin", dir), ours);
     const inspect = JSON.parse(sh(`skopeo inspect oci:E:thin`, dir));
     assert.deepEqual(inspect.Layers, oci.layers.map((l) => l.digest));
     assert.equal(inspect.Digest, oci.manifestDigest);
     // docker-save: skopeo reads it, converts it, and umoci unpacks the same tree.
-    const docker = await exportImage(s, s, name, `${dir}/e.tar`, { format: "docker", ref: "thin:1" });
+    const docker = await s.exportImage(name, `${dir}/e.tar`, { format: "docker", ref: "thin:1" });
     // Looking the image up by its tag proves manifest.json's RepoTags.
     const di = JSON.parse(sh(`skopeo inspect docker-archive:e.tar:thin:1`, dir));
     assert.equal(di.Name, "docker.io/library/thin");
@@ -112,6 +122,7 @@ test("an image exported by thinstack unpacks with umoci to thinstack's checkout 
     await fsp.rm(`${dir}/bundle`, { recursive: true });
     sh(`skopeo copy -q docker-archive:e.tar oci:D:d`, dir);
     assert.deepEqual(await umociTree("D:d", dir), ours);
+    });
   });
 });
 
@@ -125,9 +136,10 @@ for (const file of REAL) {
     await withTmp(async (dir) => {
       const src = file.endsWith(".tar") ? `docker-archive:${image(file)}` : `oci:${image(file)}:busybox:1.38.0-musl`;
       sh(`skopeo copy -q ${src} oci:R:r`, dir);
-      const s = new MemStore();
-      const { layers } = await importImage(s, s, image(file));
+      await withStore(dir, async (s) => {
+      const { layers } = await s.importImage(image(file));
       assert.deepEqual(await ourTree(s, layers[layers.length - 1], dir), await umociTree("R:r", dir));
+      });
     });
   });
 }
