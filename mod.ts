@@ -29,3 +29,13 @@ export { hasCode, storeError } from "./src/common/errors.ts";
 export type { ErrorCode, StoreError } from "./src/common/errors.ts";
 export { formatBytes, formatIec, parseSize } from "./src/common/units.ts";
 export * from "./src/layers/mod.ts";
+/** Shapes the layer store's image and changeset methods take and return. */
+export type {
+  ApplyOptions, ApplyResult, ByteSource, Change, CheckoutOptions, CheckoutReport, ExportOptions, ExportResult, ImageConfig,
+  ImageRecord, ImportOptions, ImportResult, Platform,
+} from "./src/interchange/mod.ts";
+/**
+ * The interchange layer on its own: tar reading and writing, OCI apply rules, changesets,
+ * OCI layouts and docker-save archives, ChainIDs, for stores other than `LayerStore`.
+ */
+export * as interchange from "./src/interchange/mod.ts";
