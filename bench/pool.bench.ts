@@ -22,10 +22,12 @@
  *
  *   node --import tsx bench/pool.bench.ts        deno run -A bench/pool.bench.ts
  *   BENCH_QUICK=1 for a small, fast run that only checks the benchmark works.
+ *   BENCH_SECTIONS=stream (1 to 3) or snapshot (4) runs one part.
  */
 import { Buffer } from "node:buffer";
 import fs from "node:fs/promises";
 import path from "node:path";
+import process from "node:process";
 import { Pool } from "../src/pool/pool.ts";
 import {
   emit, finish, GiB, interleaved, KiB, median, MiB, mibps, note, opsps, patternBytes, prng, progress, quantile, quick,
@@ -368,7 +370,9 @@ async function snapshots(dir: string): Promise<void> {
 }
 
 progress(`pool benchmarks under ${runtime}${quick ? " (BENCH_QUICK: small sizes, figures not meaningful)" : ""}`);
-await withScratchDir(B, "stream", streaming);
-await withScratchDir(B, "snapshot", snapshots);
+// BENCH_SECTIONS=stream or =snapshot runs one part (a quicker re-measure of one figure).
+const sections = (process.env.BENCH_SECTIONS ?? "stream,snapshot").split(",");
+if (sections.includes("stream")) await withScratchDir(B, "stream", streaming);
+if (sections.includes("snapshot")) await withScratchDir(B, "snapshot", snapshots);
 note(B, "Every benchmark runs on the repository's disk (bench/out) and removes its files when done.");
 finish("Pool benchmarks");
