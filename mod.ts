@@ -31,7 +31,7 @@ export { formatBytes, formatIec, parseSize } from "./src/common/units.ts";
 export * from "./src/layers/mod.ts";
 /** Shapes the layer store's image and changeset methods take and return. */
 export type {
-  ApplyOptions, ApplyResult, ByteSource, Change, CheckoutOptions, CheckoutReport, ExportOptions, ExportResult, ImageConfig,
+  ApplyOptions, ApplyResult, ByteSource, Change, CheckoutOptions, CheckoutReport, CreateImageOptions, ExportOptions, ExportResult, ImageConfig,
   ImageRecord, ImportOptions, ImportResult, Platform,
 } from "./src/interchange/mod.ts";
 /**

@@ -1,66 +1,43 @@
 /**
- * `npm start`: a short tour on the embedded default store (./.thinstack). It builds the
- * three-layer image described in fixtures/demo-image.json (once), prepares a container
- * layer over it, changes and deletes files there, commits it, and prints `info`, the
- * block usage and the layer tree.
+ * `npm start`: a short tour on the embedded default store (./.thinstack, or
+ * $THINSTACK_ROOT). It imports the OCI image in fixtures/demo-image (once; the image is
+ * made by scripts/make-fixtures.ts), prepares a container layer over its top layer,
+ * changes and deletes files there, commits it, and prints `info`, the block usage and
+ * the layer tree.
  *
  * @module
  */
-import fs from "node:fs/promises";
 import path from "node:path";
-import { formatIec, GiB } from "../common/units.ts";
-import { LayerStore } from "../layers/mod.ts";
+import { fileURLToPath } from "node:url";
+import { formatIec, GiB, KiB } from "../common/units.ts";
+import { type LayerInfo, LayerStore } from "../layers/mod.ts";
 import { layerTree } from "./commands/layers.ts";
 import { infoFields } from "./info.ts";
 import { fields, table } from "./output.ts";
 
-interface DemoLayer {
-  name: string;
-  dirs?: string[];
-  files?: Record<string, string>;
-  large?: Record<string, number>;
-  symlinks?: Record<string, string>;
-  modes?: Record<string, number>;
-  delete?: string[];
-}
+/** The image layout the demo imports, and the name it carries there. */
+const FIXTURE = fileURLToPath(new URL("../../fixtures/demo-image", import.meta.url));
+const IMAGE = "demo/webapp:1.0";
 
 const say = (s: string) => process.stdout.write(s + "\n");
 
+/** Image layers are named by ChainID; shown, like docker's IDs, by their first 12 hex digits. */
+const short = (name: string) => (/^sha256:[0-9a-f]{64}$/.test(name) ? name.slice(0, 19) : name);
+
 /** Runs the demo in `root`. */
 export async function demo(root: string): Promise<void> {
-  const spec = JSON.parse(await fs.readFile(new URL("../../fixtures/demo-image.json", import.meta.url), "utf8")) as { name: string; layers: DemoLayer[] };
   const store = await LayerStore.open(root, { create: true, dataSize: 4 * GiB, baseSize: GiB });
   try {
     say(`thinstack demo: store at ${root}\n`);
-    let parent: string | undefined;
-    for (const layer of spec.layers) {
-      const name = `${spec.name}/${layer.name}`;
-      if (!(await store.stat(name).catch(() => undefined))) {
-        const key = `${name}#building`;
-        await store.remove(key).catch(() => {});
-        await store.prepare(key, parent);
-        const lfs = store.fs(key);
-        for (const d of layer.dirs ?? []) await lfs.mkdir(d, { recursive: true });
-        for (const [p, text] of Object.entries(layer.files ?? {})) {
-          await lfs.mkdir(path.posix.dirname(p), { recursive: true });
-          await lfs.writeFile(p, text);
-        }
-        for (const [p, size] of Object.entries(layer.large ?? {})) {
-          await lfs.mkdir(path.posix.dirname(p), { recursive: true });
-          const data = new Uint8Array(size);
-          for (let i = 0; i < size; i += 4096) data[i] = (i / 4096) & 0xff;
-          await lfs.writeFile(p, data);
-        }
-        for (const [p, target] of Object.entries(layer.symlinks ?? {})) await lfs.symlink(target, p);
-        for (const [p, mode] of Object.entries(layer.modes ?? {})) await lfs.chmod(p, mode);
-        for (const p of layer.delete ?? []) await lfs.rm(p);
-        await store.commit(name, key);
-        say(`built layer ${name}`);
-      } else {
-        say(`layer ${name} is already here`);
-      }
-      parent = name;
+    if ((await store.images()).some((i) => i.name === IMAGE)) {
+      say(`image ${IMAGE} is already here`);
+    } else {
+      const { layers } = await store.importImage(FIXTURE, { name: IMAGE });
+      say(`imported ${IMAGE} from ${path.relative(process.cwd(), FIXTURE) || FIXTURE} (an OCI layout): ${layers.length} layers, named by ChainID`);
     }
+    const image = await store.image(IMAGE);
+    image.layers.forEach((l, i) => say(`  layer ${i}: ${short(l)}`));
+    const parent = image.top;
 
     const container = `container-${new Date().toISOString().replace(/[:.]/g, "-")}`;
     const before = store.pool.status().dataBlocks.used;
@@ -69,15 +46,17 @@ export async function demo(root: string): Promise<void> {
     await c.writeFile("/etc/hostname", "web-2\n");
     await c.appendFile("/var/log/app.log", "started\n");
     await c.rm("/etc/webapp.conf");
+    const blobSize = (await c.stat("/usr/lib/blob.bin")).size;
+    const middle = Math.floor(blobSize / 2 / store.pool.blockSize) * store.pool.blockSize;
     const blob = await c.open("/usr/lib/blob.bin", "r+");
-    await blob.write(new Uint8Array(32 * 1024).fill(0xab), 0, 32 * 1024, 4 * 1024 * 1024);
+    await blob.write(new Uint8Array(32 * KiB).fill(0xab), 0, 32 * KiB, middle);
     await blob.close();
     await store.sync();
     const added = store.pool.status().dataBlocks.used - before;
-    say(`\nprepared ${container} over ${parent}:`);
+    say(`\nprepared ${container} over ${short(parent)} (the image's top layer):`);
     say(`  wrote /etc/hostname, appended /var/log/app.log, deleted /etc/webapp.conf`);
-    say(`  changed 32 KiB in the middle of the 8 MiB /usr/lib/blob.bin: ${added} new pool block(s) (${formatIec(added * store.pool.blockSize)})`);
-    say(`  /etc/webapp.conf in the container: ${await c.stat("/etc/webapp.conf").then(() => "present", (e) => e.code)}; in ${parent}: ${await store.fs(parent!).stat("/etc/webapp.conf").then(() => "present", (e) => e.code)}`);
+    say(`  changed 32 KiB in the middle of the ${formatIec(blobSize)} /usr/lib/blob.bin: ${added} new pool block(s) (${formatIec(added * store.pool.blockSize)})`);
+    say(`  /etc/webapp.conf in the container: ${await c.stat("/etc/webapp.conf").then(() => "present", (e) => e.code)}; in ${short(parent)}: ${await store.fs(parent).stat("/etc/webapp.conf").then(() => "present", (e) => e.code)}`);
     await store.commit(`${container}-snapshot`, container);
 
     say(`\nStorage Driver: thinstack`);
@@ -87,12 +66,13 @@ export async function demo(root: string): Promise<void> {
     const rows = [];
     for (const l of layers) {
       const u = store.blockUsage(l.name);
-      rows.push([l.name, l.kind, u.device, u.mapped, u.exclusive, u.shared]);
+      rows.push([short(l.name), l.kind, u.device, u.mapped, u.exclusive, u.shared]);
     }
     process.stdout.write(table(["LAYER", "KIND", "DEV", "MAPPED", "EXCLUSIVE", "SHARED"], rows));
     say(`\nLayer tree:`);
-    process.stdout.write(layerTree(layers));
-    say(`\nNext: npx thinstack --root ${path.relative(process.cwd(), root) || "."} --help`);
+    process.stdout.write(layerTree(layers.map((l): LayerInfo => ({ ...l, name: short(l.name), parent: short(l.parent) }))));
+    const rel = path.relative(process.cwd(), root) || ".";
+    say(`\nNext: npx thinstack --root ${rel.startsWith("..") ? root : rel} --help`);
   } finally {
     await store.close();
   }

@@ -11,14 +11,14 @@ import { hasCode, storeError } from "../common/errors.ts";
 import { applyTar } from "./apply.ts";
 import { chainIds } from "./chain.ts";
 import { changeset } from "./changeset.ts";
-import { checkDigest, checkSize, Hasher, parseDigest } from "./digest.ts";
+import { checkDigest, checkSize, Hasher, parseDigest, sha256 } from "./digest.ts";
 import { writeDockerArchive } from "./dockerwrite.ts";
 import type { ImageCatalog, ImageRecord, LayerHost } from "./host.ts";
 import { readImage } from "./imageread.ts";
 import type { ImageSource, LayerBlob } from "./imagesource.ts";
 import type { ImageSelector } from "./ocilayout.ts";
 import { type ExportResult, writeOciLayout } from "./ociwrite.ts";
-import type { Platform } from "./spec.ts";
+import type { ImageConfig, Platform } from "./spec.ts";
 
 /** Options of {@linkcode importImage}. */
 export interface ImportOptions {
@@ -123,6 +123,50 @@ export async function importImage(host: LayerHost, catalog: ImageCatalog, path: 
   } finally {
     await image.files.close();
   }
+}
+
+/** Options of {@linkcode createImage}. */
+export interface CreateImageOptions {
+  /**
+   * The image config; its `rootfs` is made from the layers. Default linux/amd64 and
+   * nothing else: no `created` unless given, so the same layers give the same image ID.
+   */
+  config?: Partial<ImageConfig>;
+}
+
+/**
+ * Records committed layers `layers` (bottom first, each the parent of the next) as image
+ * `name`, replacing an image of that name: what `docker commit` makes of a container.
+ * The config's DiffIDs are the digests of the layers' changesets, so the record's
+ * config digest is the one {@linkcode exportImage} writes.
+ *
+ * @example
+ * ```ts ignore
+ * await createImage(host, catalog, "app:1", ["base", "app"], { config: { created: "2026-01-01T00:00:00Z" } });
+ * await exportImage(host, catalog, "app:1", "out/app");
+ * ```
+ */
+export async function createImage(
+  host: LayerHost, catalog: ImageCatalog, name: string, layers: string[], opts: CreateImageOptions = {},
+): Promise<ImageRecord> {
+  const diffIds: string[] = [];
+  for (const layer of layers) {
+    if (!await host.exists(layer)) throw storeError("ENOENT", "image", layer, "no such committed layer; commit it first");
+    const h = new Hasher();
+    for await (const chunk of changeset(host.source(layer))) h.update(chunk);
+    diffIds.push(h.digest());
+  }
+  // Key order as the export writes it (rootfs last), so the digest is the exported config's.
+  const config: ImageConfig = { architecture: "amd64", os: "linux", ...opts.config, rootfs: { type: "layers", diff_ids: diffIds } };
+  const record: ImageRecord = {
+    name,
+    layers: [...layers],
+    top: layers[layers.length - 1] ?? "",
+    config,
+    configDigest: sha256(JSON.stringify(config)),
+  };
+  await catalog.putImage(record);
+  return record;
 }
 
 /** Options of {@linkcode exportImage}. */

@@ -36,7 +36,7 @@ import type { ApplyOptions, ApplyResult } from "../interchange/apply.ts";
 import type { CheckoutOptions, CheckoutReport } from "../interchange/checkout.ts";
 import { fsTarget } from "../interchange/fstarget.ts";
 import type { ImageCatalog, ImageRecord, LayerHost } from "../interchange/host.ts";
-import { exportImage, type ExportOptions, importImage, type ImportOptions, type ImportResult } from "../interchange/images.ts";
+import { createImage, type CreateImageOptions, exportImage, type ExportOptions, importImage, type ImportOptions, type ImportResult } from "../interchange/images.ts";
 import type { ExportResult } from "../interchange/ociwrite.ts";
 import { applyToLayer, checkoutLayer, diffLayer } from "../interchange/operations.ts";
 import type { ByteSource } from "../interchange/source.ts";
@@ -555,6 +555,29 @@ export class LayerStore {
     const record = await this.#images().getImage(name);
     if (!record) throw storeError("ENOENT", "image", name, "no such image; see images() for the ones there are");
     return record;
+  }
+
+  /**
+   * Records committed layer `top` and the layers below it as image `name` (replacing an
+   * image of that name), as `docker commit` does: each layer is diffed once for its DiffID,
+   * so the record's config digest is the one {@linkcode exportImage} writes. The config
+   * defaults to linux/amd64 with no `created` time. EINVAL unless `top` is committed.
+   *
+   * @example
+   * ```ts ignore
+   * await store.commit("app", "app-build");
+   * await store.createImage("app:1", "app", { config: { created: "2026-01-01T00:00:00Z" } });
+   * await store.exportImage("app:1", "out/app");
+   * ```
+   */
+  async createImage(name: string, top: string, options?: CreateImageOptions): Promise<ImageRecord> {
+    const layers: string[] = [];
+    await this.#lock.read(async () => {
+      const layer = this.#get(top, "image");
+      if (layer.record.kind !== "committed") throw storeError("EINVAL", "image", top, `'${top}' is ${layer.record.kind}; an image is made of committed layers`);
+      for (let l: Layer | undefined = layer; l; l = l.parent) layers.unshift(l.record.name);
+    });
+    return await createImage(this.#interchange(), this.#images(), name, layers, options);
   }
 
   /** Forgets image `name` (its layers stay until removed). ENOENT if there is none. */
