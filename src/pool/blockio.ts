@@ -69,14 +69,24 @@ export class BlockIo {
 
   /** Runs `fn` with a slot of the arena (its byte offset) held; waits when all are taken. */
   async withSlot<T>(fn: (at: number) => Promise<T>): Promise<T> {
-    const at = this.#free.pop() ?? await new Promise<number>((r) => this.#waiting.push(r));
+    const at = await this.takeSlot();
     try {
       return await fn(at);
     } finally {
-      const next = this.#waiting.shift();
-      if (next) next(at);
-      else this.#free.push(at);
+      this.giveSlot(at);
     }
+  }
+
+  /** Takes a slot of the arena (its byte offset), waiting when all are taken. */
+  takeSlot(): Promise<number> | number {
+    return this.#free.pop() ?? new Promise<number>((r) => this.#waiting.push(r));
+  }
+
+  /** Gives back a slot from {@linkcode takeSlot}. */
+  giveSlot(at: number): void {
+    const next = this.#waiting.shift();
+    if (next) next(at);
+    else this.#free.push(at);
   }
 
   /** Runs one task on a worker; a failure is rethrown here with its code. */

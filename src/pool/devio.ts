@@ -13,6 +13,7 @@
  */
 import { storeError } from "../common/errors.ts";
 import { BlockIo, SLOT_SIZE } from "./blockio.ts";
+import type { Inflight } from "./inflight.ts";
 import type { IoOp, IoTask } from "./iotask.ts";
 import type { MapForest, Mapping } from "./maptree.ts";
 import type { SpaceMap } from "./spacemap.ts";
@@ -26,6 +27,8 @@ export interface IoContext {
   readonly blockSize: number;
   readonly file: string;
   readonly key: string;
+  /** The pool's running tasks: orders tasks on the same blocks, keeps background failures. */
+  readonly inflight: Inflight;
   /** Commits to make the open transaction's freed blocks allocatable; false if that frees nothing. */
   reclaim(): Promise<boolean>;
 }
@@ -88,7 +91,12 @@ export function planRead(ctx: IoContext, m: Mapping, offset: number, length: num
 export async function readRange(ctx: IoContext, m: Mapping, offset: number, length: number): Promise<Uint8Array> {
   const pieces = planRead(ctx, m, offset, length);
   if (pieces.length === 0) return new Uint8Array(length);
-  return new Uint8Array(await ctx.io.read(readTask(ctx, pieces, length)));
+  return new Uint8Array(await scheduleRead(ctx, readTask(ctx, pieces, length)));
+}
+
+/** Runs a read task after the writes queued before it on the same blocks. */
+export function scheduleRead(ctx: IoContext, task: IoTask & { out: number }): Promise<ArrayBuffer> {
+  return ctx.inflight.schedule(task.ops, () => ctx.io.read(task));
 }
 
 /** The task that reads `pieces` into an output buffer of `length` bytes. */
@@ -163,25 +171,30 @@ async function carryOut(ctx: IoContext, plans: BlockPlan[], bytes: Uint8Array): 
     }
     push(pieces, { pos: base + p.inBlock, at: p.at, len: p.len });
   }
+  // Write-behind (see inflight.ts): each task is queued behind earlier tasks on its blocks
+  // and the write returns once its bytes are in the arena; a slot is given back when its
+  // task is done, so at most the arena's size is in flight. Copies go first: in the same
+  // task as a write of up to one slot (a task's steps run in order), else in a task of
+  // their own that the writes on those blocks then queue behind.
   const parts = batches(pieces);
-  // One batch (every write up to a slot): the copies go first in the same task, since a
-  // task's steps run in order. Larger writes copy first, then write their batches in parallel.
   const inline = parts.length <= 1;
-  if (copies.length && !inline) await ctx.io.run({ file: ctx.file, key: ctx.key, ops: copies });
-  const runs = parts.map((batch, i) =>
-    ctx.io.withSlot(async (slot) => {
-      let fill = 0;
-      const ops: IoOp[] = i === 0 ? (inline ? [...copies, ...zeros] : zeros) : [];
-      for (const p of batch) {
-        ctx.io.arena.set(bytes.subarray(p.at, p.at + p.len), slot + fill);
-        ops.push({ op: "write", pos: p.pos, at: slot + fill, len: p.len });
-        fill += p.len;
-      }
-      await ctx.io.run({ file: ctx.file, key: ctx.key, ops });
-    })
-  );
-  if (runs.length === 0 && (zeros.length || copies.length)) runs.push(ctx.io.run({ file: ctx.file, key: ctx.key, ops: [...copies, ...zeros] }));
-  await Promise.all(runs);
+  const task = (ops: IoOp[]): IoTask => ({ file: ctx.file, key: ctx.key, ops });
+  if (copies.length && !inline) ctx.inflight.behind(copies, () => ctx.io.run(task(copies)));
+  if (parts.length === 0 && (zeros.length || copies.length)) {
+    const ops = [...copies, ...zeros];
+    ctx.inflight.behind(ops, () => ctx.io.run(task(ops)));
+  }
+  for (let i = 0; i < parts.length; i++) {
+    const slot = await ctx.io.takeSlot();
+    let fill = 0;
+    const ops: IoOp[] = i === 0 ? (inline ? [...copies, ...zeros] : zeros) : [];
+    for (const p of parts[i]) {
+      ctx.io.arena.set(bytes.subarray(p.at, p.at + p.len), slot + fill);
+      ops.push({ op: "write", pos: p.pos, at: slot + fill, len: p.len });
+      fill += p.len;
+    }
+    ctx.inflight.behind(ops, () => ctx.io.run(task(ops)).finally(() => ctx.io.giveSlot(slot)));
+  }
 }
 
 /** Discards a range: whole blocks are unmapped, the partial edges are zeroed. */

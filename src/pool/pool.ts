@@ -11,6 +11,7 @@ import { hasCode, storeError } from "../common/errors.ts";
 import { RwLock } from "../common/lock.ts";
 import { BlockIo } from "./blockio.ts";
 import { checkRange, discardRange, type IoContext, writeRange } from "./devio.ts";
+import { Inflight } from "./inflight.ts";
 import { Readahead } from "./readahead.ts";
 import { heightFor, MapForest, MapNode, type Mapping } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
@@ -117,7 +118,7 @@ export class Pool {
     const key = `${path.join(dir, DATA_FILE)}#${randomUUID()}`;
     this.#ctx = {
       io, forest: this.#forest, space: this.#space, blockSize: this.blockSize,
-      file: path.join(dir, DATA_FILE), key,
+      file: path.join(dir, DATA_FILE), key, inflight: new Inflight(record.blockSize, path.join(dir, DATA_FILE)),
       reclaim: async () => {
         if (this.#space.pending.size === 0) return false;
         await this.#commit();
@@ -245,13 +246,23 @@ export class Pool {
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.settle();
+    let failure: unknown;
     await this.#lock.write(async () => {
       if (this.#closed) return;
       await this.#readahead.clear();
-      if (this.#changed) await this.#commit();
+      try {
+        // A write that failed in the background leaves nothing fit to commit: the pool
+        // reopens at its last commit, and close reports the failure.
+        if (this.#changed) await this.#commit();
+        else await this.#ctx.inflight.drain();
+      } catch (e) {
+        failure = e;
+        await this.#ctx.inflight.drain().catch(() => {});
+      }
       this.#closed = true;
     });
     await BlockIo.release();
+    if (failure) throw failure;
   }
 
   /** Creates an empty thin device of `size` bytes. EEXIST if `id` is live. */
@@ -342,6 +353,7 @@ export class Pool {
       size: dev.size,
       read: (offset, length) =>
         this.#lock.read(() => {
+          this.#ctx.inflight.check();
           const d = this.#device(id, "read");
           checkRange(id, d.size, offset, length, "read");
           return this.#readahead.read(d, offset, length);
@@ -425,6 +437,8 @@ export class Pool {
             throw storeError("ENOSPC", "resize", this.dir, `block ${b} past the new end is in use; the pool cannot shrink below what it holds`);
           }
         }
+        // A write still queued on a freed block past the end would grow the file again.
+        await this.#ctx.inflight.drain();
         this.#space.shrink(blocks);
       } else {
         this.#space.grow(blocks);
@@ -441,6 +455,8 @@ export class Pool {
   trim(): Promise<TrimResult> {
     return this.#lock.write(async () => {
       this.#open("trim");
+      // A block freed in this transaction may still have a write queued on it.
+      await this.#ctx.inflight.drain();
       const ranges: ByteRange[] = [];
       let blocks = 0;
       const bs = this.blockSize;
@@ -519,12 +535,14 @@ export class Pool {
     this.#open(syscall);
     return await this.#lock.write(async () => {
       this.#open(syscall);
+      this.#ctx.inflight.check();
       this.#changed = true;
       return await fn();
     });
   }
 
   async #commit(): Promise<void> {
+    await this.#ctx.inflight.drain();
     await this.#io.run({ file: this.#ctx.file, key: this.#ctx.key, ops: [{ op: "sync" }] });
     const tx = this.#transactionId + 1;
     const transaction: MetadataTransaction = {

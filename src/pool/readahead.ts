@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { type IoContext, planRead, readRange, readTask } from "./devio.ts";
+import { type IoContext, planRead, readRange, readTask, scheduleRead } from "./devio.ts";
 import type { Mapping } from "./maptree.ts";
 import type { DeviceId } from "./types.ts";
 
@@ -130,7 +130,7 @@ export class Readahead {
     const pieces = planRead(this.#ctx, src.mapping, offset, length);
     const data: Promise<ArrayBuffer | undefined> = pieces.length === 0
       ? Promise.resolve(new ArrayBuffer(length))
-      : this.#ctx.io.read(readTask(this.#ctx, pieces, length)).catch(() => undefined);
+      : scheduleRead(this.#ctx, readTask(this.#ctx, pieces, length)).catch(() => undefined);
     this.#inflight.add(data);
     void data.then(() => this.#inflight.delete(data));
     return { base: offset, offset, length, version: src.version, data };

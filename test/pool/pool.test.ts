@@ -429,6 +429,81 @@ describe("sequential reads (read-ahead)", () => {
   });
 });
 
+describe("write-behind", () => {
+  it("lets the caller reuse its buffer once write returns, and keeps overlapping writes in call order", async () => {
+    await withPool(async (pool) => {
+      await pool.createThin(1, 4 * MiB);
+      const dev = pool.device(1);
+      const want = new Uint8Array(4 * MiB);
+      const buf = new Uint8Array(MiB);
+      for (let i = 0; i < 4; i++) {
+        buf.set(bytes(MiB, i));
+        await dev.write(i * MiB, buf); // buf is overwritten at once by the next round
+        want.set(bytes(MiB, i), i * MiB);
+      }
+      // Overlapping partial writes of the same blocks, none awaited before the next starts.
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < 200; i++) {
+        const at = (i * 7919) % (2 * BS) + BS - 300;
+        const b = bytes(600 + (i % 5) * 1000, 100 + i);
+        writes.push(dev.write(at, b));
+        want.set(b, at);
+      }
+      await Promise.all(writes);
+      assert.deepEqual(await dev.read(0, 4 * MiB), want);
+      await pool.commit();
+      assert.deepEqual(await dev.read(0, 4 * MiB), want);
+    });
+  });
+
+  it("copies a block for a snapshot's write only after the origin's queued writes to it", async () => {
+    await withPool(async (pool) => {
+      await pool.createThin(1, MiB);
+      const origin = pool.device(1);
+      // The write returns with its task queued; the snapshot and the partial write (a copy
+      // of the origin's block) follow before that task is likely done.
+      await origin.write(0, bytes(MiB, 7));
+      await pool.createSnapshot(2, 1);
+      await pool.device(2).write(BS + 10, bytes(100, 8));
+      const want = bytes(MiB, 7);
+      want.set(bytes(100, 8), BS + 10);
+      assert.deepEqual(await pool.device(2).read(0, MiB), want);
+      assert.deepEqual(await origin.read(0, MiB), bytes(MiB, 7));
+    });
+  });
+
+  it("fails the next operation, the commit and close when a queued write fails, and reopens at the last commit", async () => {
+    await withTmp(async (dir) => {
+      let pool = await Pool.create(dir, { dataSize: 16 * MiB });
+      await pool.createThin(1, MiB);
+      await pool.device(1).write(0, bytes(BS, 1));
+      await pool.close();
+      pool = await Pool.open(dir);
+      const { renameSync } = await import("node:fs");
+      // The workers open the data file by path at this opening's first task: hide it.
+      renameSync(pool.dataFile, `${pool.dataFile}.away`);
+      try {
+        await pool.device(1).write(0, bytes(BS, 2)); // queued: returns before it fails
+        await assert.rejects(pool.commit(), (e: NodeJS.ErrnoException) => {
+          assert.equal(e.code, "ENOENT");
+          assert.match(e.message, /failed after it returned .*close the pool and open it again/);
+          return true;
+        });
+        await assert.rejects(pool.device(1).write(BS, bytes(10, 3)), { code: "ENOENT" });
+        await assert.rejects(pool.device(1).read(0, 10), { code: "ENOENT" });
+      } finally {
+        renameSync(`${pool.dataFile}.away`, pool.dataFile);
+      }
+      await assert.rejects(pool.close(), { code: "ENOENT" });
+      pool = await Pool.open(dir);
+      assert.deepEqual(await pool.device(1).read(0, BS), bytes(BS, 1));
+      await pool.device(1).write(0, bytes(BS, 4)); // usable again
+      assert.deepEqual(await pool.device(1).read(0, BS), bytes(BS, 4));
+      await pool.close();
+    });
+  });
+});
+
 describe("operations", () => {
   it("trim punches free blocks out of the data file, so its allocated size falls", async () => {
     await withPool(async (pool) => {
