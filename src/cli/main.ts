@@ -13,7 +13,7 @@ import { Command, CommanderError } from "commander";
 import { storeCommands } from "./commands/store.ts";
 import { layerCommands } from "./commands/layers.ts";
 import { fileCommands } from "./commands/files.ts";
-// Image commands (apply, diff, import, images, export, checkout) join when interchange lands.
+import { imageCommands } from "./commands/images.ts";
 import { VERSION } from "./info.ts";
 import { errorLine, Exit } from "./output.ts";
 
@@ -28,6 +28,7 @@ export function program(): Command {
   storeCommands(cmd);
   layerCommands(cmd);
   fileCommands(cmd);
+  imageCommands(cmd);
   // Usage errors as one line, like every other error, naming where the usage is.
   for (const c of [cmd, ...cmd.commands]) {
     const help = c === cmd ? "thinstack --help" : `thinstack ${c.name()} --help`;

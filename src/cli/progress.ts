@@ -27,18 +27,35 @@ export function progress(label: string, total = 0): Progress {
   }, cliProgress.Presets.shades_classic);
   let done = 0;
   let all = total;
+  // An unknown total leaves the bar empty (not full at the first byte); the count still moves.
+  const draw = () => bar.update(all ? Math.min(done, all) : 0, { done: formatIec(done), all: all ? formatIec(all) : "?" });
   bar.start(Math.max(all, 1), 0, { done: formatIec(0), all: all ? formatIec(all) : "?" });
   return {
     setTotal(bytes) {
       all = bytes;
       bar.setTotal(Math.max(bytes, 1));
+      draw();
     },
     advance(bytes) {
       done += bytes;
-      bar.update(Math.min(done, Math.max(all, 1)), { done: formatIec(done), all: all ? formatIec(all) : "?" });
+      draw();
     },
     stop() {
       bar.stop();
     },
+  };
+}
+
+/**
+ * An `onProgress(done, total)` callback, as the store's import, export and checkout take
+ * (bytes so far, total or 0 when unknown), that moves `bar`.
+ */
+export function progressHook(bar: Progress): (done: number, total: number) => void {
+  let seen = 0;
+  let all = 0;
+  return (done, total) => {
+    if (total !== all) bar.setTotal(all = total);
+    bar.advance(done - seen);
+    seen = done;
   };
 }

@@ -15,6 +15,7 @@ import { major, minor } from "./devices.ts";
 import type { EntryStat } from "./entry.ts";
 import { writeChunks } from "./hostio.ts";
 import { childPath } from "./names.ts";
+import { tap } from "./tap.ts";
 import type { MergedView } from "./view.ts";
 
 /** Options of {@linkcode checkout}. */
@@ -23,6 +24,11 @@ export interface CheckoutOptions {
   owners?: boolean;
   /** Make device nodes (needs root). Default: when running as root. */
   devices?: boolean;
+  /**
+   * Called as file data is written: bytes so far, and the total, which is not known
+   * ahead (always 0: the merged tree is walked as it is written).
+   */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** What a checkout did. */
@@ -47,7 +53,16 @@ class Checkout {
   /** Directories whose attributes are set last (writing inside would change mtimes and needs write permission). */
   readonly #dirs: [string, EntryStat][] = [];
 
-  constructor(readonly view: MergedView, readonly root: string, readonly owners: boolean, readonly devices: boolean) {}
+  /** File data bytes written, for onProgress. */
+  #bytes = 0;
+
+  constructor(
+    readonly view: MergedView,
+    readonly root: string,
+    readonly owners: boolean,
+    readonly devices: boolean,
+    readonly onProgress?: (done: number, total: number) => void,
+  ) {}
 
   async walk(dir: string): Promise<void> {
     for (const name of (await this.view.readdir(dir)).sort()) {
@@ -81,9 +96,12 @@ class Checkout {
         this.#dirs.push([host, st]);
         this.report.entries++;
         return;
-      case "file":
-        await writeChunks(host, this.view.read(path), 0o600);
+      case "file": {
+        const data = this.view.read(path);
+        const report = this.onProgress;
+        await writeChunks(host, report ? tap(data, (c) => report(this.#bytes += c.byteLength, 0)) : data, 0o600);
         break;
+      }
       case "symlink":
         await fsp.symlink(await this.view.readlink(path), host);
         break;
@@ -136,7 +154,7 @@ export async function checkout(view: MergedView, dir: string, options: CheckoutO
   const root = typeof process.getuid === "function" && process.getuid() === 0;
   await fsp.mkdir(dir, { recursive: true });
   if ((await fsp.readdir(dir)).length) throw storeError("ENOTEMPTY", "checkout", dir, "check out into an empty or new directory");
-  const c = new Checkout(view, dir, options.owners ?? root, options.devices ?? root);
+  const c = new Checkout(view, dir, options.owners ?? root, options.devices ?? root, options.onProgress);
   await c.walk("/");
   await c.finish();
   return c.report;

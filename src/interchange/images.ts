@@ -19,6 +19,7 @@ import type { ImageSource, LayerBlob } from "./imagesource.ts";
 import type { ImageSelector } from "./ocilayout.ts";
 import { type ExportResult, writeOciLayout } from "./ociwrite.ts";
 import type { ImageConfig, Platform } from "./spec.ts";
+import { tap } from "./tap.ts";
 
 /** Options of {@linkcode importImage}. */
 export interface ImportOptions {
@@ -175,6 +176,11 @@ export interface ExportOptions {
   format?: "oci" | "docker";
   /** Ref name (OCI) or tag (docker) to write; default the image's name. */
   ref?: string;
+  /**
+   * Called as the layers' tars are made: uncompressed bytes so far, and the total, which
+   * is not known ahead (always 0: each layer's tar is made from its tables as it is written).
+   */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /**
@@ -184,6 +190,12 @@ export interface ExportOptions {
 export async function exportImage(host: LayerHost, catalog: ImageCatalog, name: string, path: string, opts: ExportOptions = {}): Promise<ExportResult> {
   const record = await catalog.getImage(name);
   if (!record) throw storeError("ENOENT", "export", name, "no such image; importImage it first");
-  const input = { name: opts.ref ?? record.name, config: record.config, layers: record.layers.map((l) => () => changeset(host.source(l))) };
+  let done = 0;
+  const made = (l: string) => {
+    const tar = changeset(host.source(l));
+    const report = opts.onProgress;
+    return report ? tap(tar, (c) => report(done += c.byteLength, 0)) : tar;
+  };
+  const input = { name: opts.ref ?? record.name, config: record.config, layers: record.layers.map((l) => () => made(l)) };
   return (opts.format ?? "oci") === "docker" ? await writeDockerArchive(path, input) : await writeOciLayout(path, input);
 }

@@ -31,8 +31,11 @@ const DOCKER_INFO_ORDER = [
 /** The fields `thinstack info` prints: docker's, less udev and the loop devices a user-space pool has none of. */
 const INFO_FIELDS = DOCKER_INFO_ORDER.filter((f) => !["Udev Sync Supported", "Data loop file", "Metadata loop file"].includes(f));
 
-/** The commands of issue 5 that exist now (the image commands come with the interchange work). */
-const COMMANDS = ["init", "info", "status", "prepare", "view", "commit", "rm", "ls", "inspect", "usage", "cp", "cat", "resize", "check", "repair", "dump", "restore", "trim"];
+/** The commands of issue 5 (the image commands are tested in images.test.ts). */
+const COMMANDS = [
+  "init", "info", "status", "prepare", "view", "commit", "rm", "ls", "inspect", "usage", "cp", "cat", "resize", "check", "repair", "dump", "restore", "trim",
+  "apply", "diff", "import", "images", "export", "checkout", "rmi",
+];
 
 const STATUS_LINE = /^(\d+) (\d+)\/(\d+) (\d+)\/(\d+) - (rw|ro|out_of_data_space) discard_passdown error_if_no_space (needs_check|-)\n$/;
 
