@@ -45,12 +45,18 @@ export function allocatedBytes(inode: Inode): number {
 export async function readData(ctx: DataContext, inode: Inode, position: number, length: number): Promise<Uint8Array> {
   const end = Math.min(inode.size, position + length);
   if (end <= position) return new Uint8Array(0);
-  const out = new Uint8Array(end - position);
   if (inode.inline) {
+    const out = new Uint8Array(end - position);
     out.set(inode.inline.subarray(position, Math.min(end, inode.inline.length)));
     return out;
   }
   const segs = segments(inode.extents ?? [], Math.floor(position / PAGE), Math.ceil(end / PAGE));
+  if (segs.length === 1 && segs[0].dev >= 0) {
+    // One contiguous run on the device (the usual case): its read is the answer, no second copy.
+    const s = segs[0];
+    return await ctx.device.read(s.dev * PAGE + (position - s.page * PAGE), end - position);
+  }
+  const out = new Uint8Array(end - position);
   await Promise.all(segs.filter((s) => s.dev >= 0).map(async (s) => {
     const from = Math.max(position, s.page * PAGE);
     const to = Math.min(end, (s.page + s.count) * PAGE);
