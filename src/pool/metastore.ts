@@ -18,6 +18,7 @@ export class MetaStore {
   /** Bytes of every file written or found, by name; its sum is the metadata in use. */
   readonly sizes = new Map<string, number>();
   #seq = 0;
+  readonly #staged: fs.FileHandle[] = [];
 
   constructor(readonly dir: string) {}
 
@@ -45,6 +46,45 @@ export class MetaStore {
     }
     this.sizes.set(name, bytes.byteLength);
     return name;
+  }
+
+  /**
+   * Writes `value` to a new file like {@linkcode write}, but leaves it open and unsynced
+   * until {@linkcode syncStaged}: a commit fsyncs all its files at once, which a journaling
+   * file system folds into one journal commit instead of one per file.
+   */
+  async stage(prefix: string, transactionId: number, value: unknown): Promise<string> {
+    const bytes = encodeCbor(value);
+    let name: string;
+    let fh: fs.FileHandle;
+    for (;;) {
+      name = `${prefix}.${transactionId}.${(this.#seq++).toString(36)}.cbor`;
+      try {
+        fh = await fs.open(path.join(this.dir, name), "wx");
+        break;
+      } catch (e) {
+        if ((e as { code?: string }).code !== "EEXIST") throw e;
+      }
+    }
+    this.#staged.push(fh);
+    await fh.writeFile(bytes);
+    this.sizes.set(name, bytes.byteLength);
+    return name;
+  }
+
+  /** Makes every staged file durable (in parallel) and closes it. */
+  async syncStaged(): Promise<void> {
+    const staged = this.#staged.splice(0);
+    try {
+      await Promise.all(staged.map((fh) => fh.datasync()));
+    } finally {
+      await Promise.all(staged.map((fh) => fh.close()));
+    }
+  }
+
+  /** Closes staged files without syncing them (the commit failed; they are garbage). */
+  async dropStaged(): Promise<void> {
+    await Promise.all(this.#staged.splice(0).map((fh) => fh.close().catch(() => {})));
   }
 
   /** Writes `value` under an exact name (restore keeps the names a dump lists). */

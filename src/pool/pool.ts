@@ -543,12 +543,25 @@ export class Pool {
 
   async #commit(): Promise<void> {
     await this.#ctx.inflight.drain();
-    await this.#io.run({ file: this.#ctx.file, key: this.#ctx.key, ops: [{ op: "sync" }] });
+    // The data file's fdatasync runs while the metadata files are written; every new file
+    // is synced (all at once) before the root switch, which is what makes them count.
+    const dataSync = this.#io.run({ file: this.#ctx.file, key: this.#ctx.key, ops: [{ op: "sync" }] });
+    dataSync.catch(() => {}); // handled below; a rejection must not count as unhandled meanwhile
+    try {
+      await this.#switchIn(dataSync);
+    } catch (e) {
+      await dataSync.catch(() => {});
+      await this.#meta.dropStaged();
+      throw e;
+    }
+  }
+
+  async #switchIn(dataSync: Promise<void>): Promise<void> {
     const tx = this.#transactionId + 1;
     const transaction: MetadataTransaction = {
       transactionId: tx,
       writeCbor: async (prefix, value) => {
-        const name = await this.#meta.write(prefix, tx, value);
+        const name = await this.#meta.stage(prefix, tx, value);
         this.#written.add(name);
         return name;
       },
@@ -590,6 +603,7 @@ export class Pool {
     if (used > this.#metadataSize) {
       throw storeError("ENOSPC", "commit", this.dir, `metadata needs ${used} bytes, more than the pool's ${this.#metadataSize}; delete devices or layers`);
     }
+    await Promise.all([dataSync, this.#meta.syncStaged()]);
     await this.#meta.switchRoot(record);
     this.#transactionId = tx;
     this.#participantRoots = roots;
@@ -600,7 +614,7 @@ export class Pool {
     this.#liveFiles = live;
     this.#written.clear();
     this.#metadataUsed = this.#meta.bytesOf(live);
-    for (const f of dead) await fs.rm(path.join(this.#meta.dir, f), { force: true });
+    await Promise.all(dead.map((f) => fs.rm(path.join(this.#meta.dir, f), { force: true })));
     for (const f of dead) this.#meta.sizes.delete(f);
   }
 

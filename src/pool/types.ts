@@ -124,6 +124,10 @@ export interface CommitParticipant {
 /** Writes new, immutable metadata files during a commit. */
 export interface MetadataTransaction {
   readonly transactionId: number;
-  /** Writes `value` as CBOR to a new file whose name starts with `prefix`; returns the file name. */
+  /**
+   * Writes `value` as CBOR to a new file whose name starts with `prefix`; returns the file
+   * name. The file is durable once the commit is: all of a commit's files are synced
+   * together before the root record switches.
+   */
   writeCbor(prefix: string, value: unknown): Promise<string>;
 }
