@@ -7,41 +7,17 @@
  * 2. Creating 10,000 small files in a layer; stat and read of one file through 128
  *    layers against through 1.
  *
- *   npx tsx bench/layers.bench.ts                  # under Node
- *   BENCH_RUNTIME=deno npx tsx bench/layers.bench.ts   # under Deno (or "both")
+ * Results are JSON lines (bench/lib.ts); `npm run bench` puts Node and Deno side by side.
+ *
+ *   node --import tsx bench/layers.bench.ts        deno run -A bench/layers.bench.ts
  *   BENCH_DIR=/some/disk                           # where the pool and the baseline go
  */
-import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
-import process from "node:process";
 import { LayerStore } from "../src/layers/mod.ts";
+import { emit, finish, GiB, KiB, MiB, note, runtime, withScratchDir } from "./lib.ts";
 
-declare const Deno: { execPath(): string } | undefined;
-const runtime = typeof Deno !== "undefined" ? "deno" : "node";
-const MiB = 2 ** 20;
-const GiB = 2 ** 30;
-
-/** Re-runs this script under the runtimes BENCH_RUNTIME names, when that is not just this one. */
-function dispatch(): boolean {
-  const want = process.env.BENCH_RUNTIME;
-  if (!want || want === runtime) return false;
-  const root = path.join(path.dirname(new URL(import.meta.url).pathname), "..");
-  const self = new URL(import.meta.url).pathname;
-  const env = { ...process.env, BENCH_RUNTIME: "" };
-  const runs: [string, string[]][] = [];
-  if (want === "node" || want === "both") runs.push([process.execPath.includes("deno") ? "node" : process.execPath, ["--import", "tsx", self]]);
-  if (want === "deno" || want === "both") runs.push([path.join(root, "node_modules", ".bin", "deno"), ["run", "-A", "--no-lock", self]]);
-  let ok = true;
-  for (const [cmd, args] of runs) ok = spawnSync(cmd, args, { stdio: "inherit", env, cwd: root }).status === 0 && ok;
-  process.exitCode = ok ? 0 : 1;
-  return true;
-}
-
-const fmtMs = (ms: number) => (ms >= 100 ? `${ms.toFixed(0)} ms` : ms >= 1 ? `${ms.toFixed(2)} ms` : `${(ms * 1000).toFixed(1)} µs`);
-const fmtBytes = (n: number) => (n >= GiB ? `${(n / GiB).toFixed(2)} GiB` : n >= MiB ? `${(n / MiB).toFixed(2)} MiB` : `${(n / 1024).toFixed(0)} KiB`);
-const row = (...cells: string[]) => console.log(`| ${cells.join(" | ")} |`);
+const B = "layers";
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t = performance.now();
@@ -103,9 +79,17 @@ async function copyOnWrite(base: string): Promise<void> {
       await uh.close();
     });
     const copyAdded = (await fs.stat(upper)).blocks * 512;
-    row(`32 KiB write into a 1 GiB image file, with sync (${runtime}; median of 5 containers)`, fmtMs(ms), fmtMs(copyMs), `${(copyMs / ms).toFixed(0)}x faster`);
-    row(`  pool bytes added by that write (${runtime})`, `${fmtBytes(added)} (${added / store.pool.blockSize} block)`, fmtBytes(copyAdded), `${(copyAdded / Math.max(added, 1)).toFixed(0)}x less`);
-    row(`  (writing the 1 GiB image layer, for scale)`, fmtMs(fillMs), "", "");
+    emit({
+      bench: B, name: "32 KiB write into the middle of a 1 GiB image file from a container, with sync, vs file-level copy-up (speed-up)",
+      value: ms, unit: "ms", baseline: copyMs, baselineLabel: "copy-up", ratio: copyMs / ms, goal: "≥ 100",
+      detail: "median of 5 containers over one image; copy-up = copyFile of the 1 GiB lower file, the write, fsync (as overlayfs/AUFS); ratio = copy-up time / thinstack time",
+    });
+    emit({
+      bench: B, name: "pool bytes added by that 32 KiB write vs copy-up's bytes",
+      value: added / KiB, unit: "KiB", baseline: copyAdded / KiB, baselineLabel: "copy-up", goal: "one block",
+      met: added === store.pool.blockSize,
+    });
+    note(B, `Writing the 1 GiB image file through the layer store took ${(fillMs / 1000).toFixed(2)} s (${runtime}), for scale.`);
   } finally {
     await store.close();
     await fs.rm(dir, { recursive: true, force: true });
@@ -126,7 +110,16 @@ async function smallFilesAndDepth(base: string): Promise<void> {
       }
     });
     const [, syncMs] = await timed(() => store.sync());
-    row(`create 10,000 files of 100 B in a layer (${runtime})`, fmtMs(createMs), `+ ${fmtMs(syncMs)} to commit`, `${(10_000 / ((createMs + syncMs) / 1000)).toFixed(0)} files/s`);
+    const st = store.pool.status();
+    const space = st.dataBlocks.used * store.pool.blockSize + st.metadataBytes.used;
+    emit({
+      bench: B, name: "create 10,000 files of 100 B in a layer, then commit", value: createMs + syncMs, unit: "ms",
+      detail: `${createMs.toFixed(0)} ms to create, ${syncMs.toFixed(0)} ms to commit`,
+    });
+    emit({
+      bench: B, name: "pool + metadata bytes of those 10,000 files (small files are kept inline)", value: space / MiB, unit: "MiB",
+      goal: "< 5 MiB", met: space < 5 * MiB,
+    });
 
     // A chain of 128 layers; the file read lives in the lowest one.
     let parent: string | undefined;
@@ -162,23 +155,22 @@ async function smallFilesAndDepth(base: string): Promise<void> {
         best[key] = Math.min(best[key], ms / N);
       }
     }
-    row(`stat + read one file, first lookup: 128 layers vs 1 (${runtime})`, fmtMs(deepFirst), fmtMs(oneFirst), `${(deepFirst / oneFirst).toFixed(1)}x`);
-    row(`stat + read one file, cached: 128 layers vs 1 (${runtime})`, fmtMs(best.deep), fmtMs(best.shallow), `${(best.deep / best.shallow).toFixed(2)}x`);
+    emit({
+      bench: B, name: "stat + read one file, first lookup: 128 layers deep vs 1", value: deepFirst * 1000, unit: "µs",
+      baseline: oneFirst * 1000, baselineLabel: "1 layer", ratio: deepFirst / oneFirst,
+    });
+    emit({
+      bench: B, name: "stat + read one file, cached (lru-cache): 128 layers deep vs 1", value: best.deep * 1000, unit: "µs",
+      baseline: best.shallow * 1000, baselineLabel: "1 layer", ratio: best.deep / best.shallow,
+      detail: "best of 3 rounds of 20,000 lookups; the file lives in the lowest layer",
+    });
   } finally {
     await store.close();
     await fs.rm(dir, { recursive: true, force: true });
   }
 }
 
-if (!dispatch()) {
-  const base = await fs.mkdtemp(path.join(process.env.BENCH_DIR ?? os.tmpdir(), "thinstack-bench-"));
-  try {
-    console.log(`\n### Layer store (${runtime})\n`);
-    row("benchmark", "thinstack", "baseline", "ratio");
-    row("---", "---", "---", "---");
-    await copyOnWrite(base);
-    await smallFilesAndDepth(base);
-  } finally {
-    await fs.rm(base, { recursive: true, force: true });
-  }
-}
+await withScratchDir(B, "cow", copyOnWrite);
+await withScratchDir(B, "small", smallFilesAndDepth);
+note(B, "Every benchmark runs on the repository's disk (bench/out) and removes its files when done.");
+finish("Layer store benchmarks");
