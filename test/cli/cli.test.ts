@@ -460,7 +460,9 @@ describe("thinstack CLI", { concurrency: true }, () => {
       let err = "";
       holder.stderr!.on("data", (c) => (err += c));
       const closed = new Promise<number | null>((resolve) => holder.on("close", (code) => resolve(code)));
-      for (let waited = 0; !(await exists(lock)); waited += 50) {
+      // The lock file is created, then its pid written: wait for both.
+      const lockText = () => fs.readFile(lock, "utf8").catch(() => "");
+      for (let waited = 0; (await lockText()).trim() === ""; waited += 50) {
         assert.ok(waited < 30_000, `the holder takes the lock: ${err}`);
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
