@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import { move, workerData } from "piscina";
 import { LRUCache } from "lru-cache";
 import type { IoResult, IoTask } from "../src/pool/iotask.ts";
+import { punchHolesSync } from "../src/pool/punch.ts";
 
 const arena = Buffer.from(workerData.arena as SharedArrayBuffer);
 const CHUNK = 1024 * 1024;
@@ -17,8 +18,25 @@ const zeros = Buffer.alloc(CHUNK);
 
 // Bounded, so descriptors of closed pools are let go; the key carries the opening's id.
 const files = new LRUCache<string, number>({ max: 8, dispose: (fd) => fs.closeSync(fd) });
+/** Grows whenever a pool closes (see BlockIo.forget): every cached descriptor is let go. */
+const closes = new Int32Array(workerData.closes as SharedArrayBuffer);
+let seenCloses = Atomics.load(closes, 0);
+/** Descriptors unused this long are closed even if no task comes, so a removed pool's file is freed. */
+const IDLE_MS = 2_000;
+const lastUse = new Map<string, number>();
+setInterval(() => {
+  const now = Date.now();
+  for (const [key, t] of lastUse) if (now - t > IDLE_MS) { files.delete(key); lastUse.delete(key); }
+}, IDLE_MS).unref();
 
 function fdFor(task: IoTask): number {
+  const c = Atomics.load(closes, 0);
+  if (c !== seenCloses) {
+    seenCloses = c;
+    files.clear();
+    lastUse.clear();
+  }
+  lastUse.set(task.key, Date.now());
   let fd = files.get(task.key);
   if (fd === undefined) {
     fd = fs.openSync(task.file, "r+");
@@ -75,6 +93,9 @@ export default function run(task: IoTask): IoResult | ReturnType<typeof move> {
           break;
         case "sync":
           fs.fdatasyncSync(fd);
+          break;
+        case "punch":
+          punchHolesSync(task.file, [{ offset: op.pos, length: op.len }]);
           break;
       }
     }

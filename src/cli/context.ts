@@ -7,7 +7,7 @@ import { LayerStore } from "../layers/mod.ts";
 import { METADATA_DIR } from "../pool/pool.ts";
 import { ROOT_FILE } from "../pool/metastore.ts";
 import type { AutoextendEvent } from "../pool/types.ts";
-import { withLock } from "./lock.ts";
+import { withLock } from "../common/pidlock.ts";
 
 /** The store directory: --root, else $THINSTACK_ROOT, else ./.thinstack. */
 export function rootOf(cmd: Command): string {
@@ -50,7 +50,7 @@ export async function openStore(root: string, options: StoreUse = {}): Promise<L
 }
 
 /**
- * Runs `fn` on the existing store in `root`, holding its lock (see lock.ts): for commands
+ * Runs `fn` on the existing store in `root`, holding its lock (see common/pidlock.ts): for commands
  * that read or change the metadata without opening the store (check, repair, dump).
  */
 export async function withExisting<T>(root: string, fn: () => Promise<T>): Promise<T> {

@@ -3,9 +3,10 @@
  * files, the id counters), loading it back, and the commit participant that writes the
  * changed layers' base or journal files at each commit.
  *
- * A commit the store did not start (the pool reclaiming space in the middle of a write)
- * gets the last committed root: the tables may be half-changed at that moment, and an
- * older consistent state is always safe.
+ * Every pool commit carries the tables as they are, so block maps and tables are always
+ * committed together. The pool commits by itself (to reclaim freed blocks, after a deferred
+ * deletion, or when the application calls `pool.commit()`) only when the store allows it:
+ * between its operations, never in the middle of one, where the tables are half-changed.
  *
  * @module
  */
@@ -150,33 +151,43 @@ export class Catalog {
     this.#dirty.delete(layer);
   }
 
-  /** What the pool calls at each commit. */
-  participant(): CommitParticipant {
+  /**
+   * What the pool calls at each commit. `consistent` says whether the tables may be
+   * committed as they are now (the store is between operations).
+   */
+  participant(consistent: () => boolean): CommitParticipant {
     return {
+      allowsImplicitCommit: () => this.#committing || consistent(),
       prepareCommit: (tx) => this.#prepareCommit(tx),
-      liveFiles: () => (this.#committing && this.#pendingRoot ? this.#pendingRoot : this.#root).files,
+      liveFiles: () => (this.#pendingRoot ?? this.#root).files,
+      committed: () => this.#committed(),
+      aborted: () => this.#aborted(),
     };
   }
 
   /** Commits the pool with the changed layers; on failure the changes stay pending. Call under the store's write lock. */
   async commit(): Promise<void> {
     this.#committing = true;
-    this.#pending = [];
-    this.#pendingRoot = undefined;
     try {
       await this.#pool.commit();
-    } catch (e) {
-      this.#pendingRecords = undefined;
-      for (const p of this.#pending) {
-        p.layer.tables.restoreDirty(p.dirty);
-        p.layer.recordDirty ||= p.record;
-        p.layer.allocDirty ||= p.alloc;
-        this.#dirty.add(p.layer);
-      }
-      throw e;
     } finally {
       this.#committing = false;
     }
+  }
+
+  #aborted(): void {
+    this.#pendingRecords = undefined;
+    for (const p of this.#pending) {
+      p.layer.tables.restoreDirty(p.dirty);
+      p.layer.recordDirty ||= p.record;
+      p.layer.allocDirty ||= p.alloc;
+      this.#dirty.add(p.layer);
+    }
+    this.#pending = [];
+    this.#pendingRoot = undefined;
+  }
+
+  #committed(): void {
     for (const p of this.#pending) p.layer.files = p.files;
     if (this.#pendingRecords) {
       for (const [name, file] of this.#pendingRecords) {
@@ -192,7 +203,8 @@ export class Catalog {
   }
 
   async #prepareCommit(tx: MetadataTransaction): Promise<unknown> {
-    if (!this.#committing) return this.#root;
+    this.#pending = [];
+    this.#pendingRoot = undefined;
     for (const layer of this.#dirty) {
       if (layer.removed) continue;
       const p: PendingLayer = { layer, dirty: layer.tables.takeDirty(), record: layer.recordDirty, alloc: layer.allocDirty, files: layer.files };

@@ -71,6 +71,8 @@ export class LayerStore {
   readonly pool: Pool;
   readonly #view: LayerView;
   readonly #lock = new RwLock();
+  /** Operations in progress under the write lock (0 or 1). */
+  #busy = 0;
   readonly #layers = new Map<LayerId, Layer>();
   readonly #byName = new Map<string, Layer>();
   readonly #devices = new Map<LayerId, ThinDevice>();
@@ -107,10 +109,20 @@ export class LayerStore {
         this.#checkLayer(layer, syscall);
         return fn();
       }),
-      writing: (layer, syscall, path, fn) => this.#lock.write(async () => {
+      writing: (layer, syscall, path, fn) => this.#exclusive(async () => {
         this.#checkLayer(layer, syscall);
         if (!layer.writable) throw storeError("EROFS", syscall, path, `layer '${layer.record.name}' is ${layer.record.kind === "view" ? "a view" : "committed"} and read-only`);
         if (layer.inTransaction) throw storeError("EBUSY", syscall, path, `layer '${layer.record.name}' is being changed by a transaction (an apply); wait for it to finish`);
+        this.#catalog.markDirty(layer);
+        try {
+          return await fn(new LayerTree(host, layer));
+        } catch (e) {
+          if (!hasCode(e, "ENOSPC") || this.pool.status().pendingFreeBlocks === 0) throw e;
+        }
+        // The pool is short of blocks this transaction freed, which a commit makes usable;
+        // it does not commit in the middle of an operation, so the store commits here (the
+        // failed write changed only what a write that fails may change) and runs it again.
+        await this.#commit();
         this.#catalog.markDirty(layer);
         return await fn(new LayerTree(host, layer));
       }),
@@ -158,9 +170,9 @@ export class LayerStore {
         nextIno: 1, nextLayer: 1, nextDevice: baseDevice + 1, layers: [], retired: [],
       };
       const store = new LayerStore(pool, root, cache);
-      pool.attach(PARTICIPANT, store.#catalog.participant());
+      pool.attach(PARTICIPANT, store.#catalog.participant(() => store.#busy === 0));
       await pool.createThin(baseDevice, baseSize);
-      await store.#lock.write(() => store.#commit());
+      await store.#exclusive(() => store.#commit());
       return store;
     }
     if (root.format !== ROOT_FORMAT || root.version !== ROOT_VERSION) {
@@ -169,15 +181,17 @@ export class LayerStore {
     const store = new LayerStore(pool, root, cache);
     await store.#loadLayers();
     await store.#catalog.loadRecords();
-    pool.attach(PARTICIPANT, store.#catalog.participant());
-    let changed = await store.#reapOrphans();
-    changed = await store.#reapLeftovers() || changed;
-    const live = new Set(pool.devices().map((d) => d.id));
-    for (const dev of root.retired ?? []) {
-      if (live.has(dev)) await pool.deleteDevice(dev);
-      changed = true;
-    }
-    if (changed) await store.#lock.write(() => store.#commit());
+    pool.attach(PARTICIPANT, store.#catalog.participant(() => store.#busy === 0));
+    await store.#exclusive(async () => {
+      let changed = await store.#reapOrphans();
+      changed = await store.#reapLeftovers() || changed;
+      const live = new Set(pool.devices().map((d) => d.id));
+      for (const dev of root.retired ?? []) {
+        if (live.has(dev)) await pool.deleteDevice(dev);
+        changed = true;
+      }
+      if (changed) await store.#commit();
+    });
     return store;
   }
 
@@ -249,7 +263,7 @@ export class LayerStore {
 
   /** Commits pending changes and closes the store and its pool. A second close does nothing. */
   async close(): Promise<void> {
-    await this.#lock.write(async () => {
+    await this.#exclusive(async () => {
       if (this.#closed) return;
       if (this.#catalog.hasChanges) await this.#commit();
       this.#closed = true;
@@ -475,7 +489,7 @@ export class LayerStore {
       result = await fn(new LayerFs(this.#host, scratch));
       if (scratch.handles.size > 0) throw storeError("EBUSY", "transaction", key, "the transaction left files open; close them before it returns");
     } catch (e) {
-      await this.#lock.write(async () => {
+      await this.#exclusive(async () => {
         original.inTransaction = false;
         if (this.#closed) return;
         await this.pool.deleteDevice(scratch.record.device);
@@ -684,7 +698,7 @@ export class LayerStore {
 
   /** Checks the store against its pool: blocks in use, link counts, dangling entries. */
   fsck(): Promise<FsckReport> {
-    return this.#lock.write(() => {
+    return this.#exclusive(() => {
       this.#checkOpen("fsck");
       return checkStore(this.pool, this.#view, [...this.#layers.values()], this.#catalog.root.baseDevice);
     });
@@ -719,8 +733,23 @@ export class LayerStore {
     throw storeError("ENOSPC", syscall, this.pool.dir, "every one of the 16,777,216 device ids is in use");
   }
 
+  /**
+   * Runs `fn` under the write lock, counted as an operation in progress: the pool does not
+   * commit by itself meanwhile (see Catalog), since the tables may be half-changed.
+   */
+  #exclusive<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.#lock.write(async () => {
+      this.#busy++;
+      try {
+        return await fn();
+      } finally {
+        this.#busy--;
+      }
+    });
+  }
+
   #mutate<T>(syscall: string, fn: () => Promise<T>): Promise<T> {
-    return this.#lock.write(() => {
+    return this.#exclusive(() => {
       this.#checkOpen(syscall);
       return fn();
     });

@@ -50,11 +50,13 @@ export class BlockIo {
 
   readonly arena: Uint8Array;
   readonly #workers: Piscina;
+  readonly #closes: Int32Array;
   readonly #free: number[] = [];
   readonly #waiting: ((slot: number) => void)[] = [];
 
   private constructor(threads: number) {
     const sab = new SharedArrayBuffer(SLOT_SIZE * SLOTS);
+    this.#closes = new Int32Array(new SharedArrayBuffer(4));
     this.arena = new Uint8Array(sab);
     for (let i = 0; i < SLOTS; i++) this.#free.push(i * SLOT_SIZE);
     this.#workers = new Piscina({
@@ -62,9 +64,20 @@ export class BlockIo {
       minThreads: 1,
       maxThreads: threads,
       idleTimeout: 5_000,
-      workerData: { arena: sab },
+      workerData: { arena: sab, closes: this.#closes.buffer },
+      // Idle workers keep running their event loop (piscina's "sync" mode parks them in
+      // Atomics.wait), so their timer can close descriptors of pools that were closed.
+      atomics: "async",
       execArgv: workerExecArgv(),
     });
+  }
+
+  /**
+   * Tells the workers a pool closed: each lets go of its cached descriptors at its next
+   * task (the others reopen theirs), so a closed pool's data file is not held open.
+   */
+  forget(): void {
+    Atomics.add(this.#closes, 0, 1);
   }
 
   /** Runs `fn` with a slot of the arena (its byte offset) held; waits when all are taken. */
@@ -118,9 +131,28 @@ declare const Deno: unknown;
  */
 function workerExecArgv(): string[] | undefined {
   if (typeof Deno !== "undefined") return undefined;
-  const argv = process.execArgv;
+  const argv = loaderArgs(process.execArgv);
   const hasTsx = argv.some((a, i) => /(^|[/=])tsx(\/|$)/.test(a) || (a === "--import" && /tsx/.test(argv[i + 1] ?? "")));
   return hasTsx ? argv : [...argv, "--import", tsxLoader()];
+}
+
+/** Flags that take their value as the next argument. */
+const LOADER_FLAGS = new Set(["--import", "--loader", "--experimental-loader", "--require", "-r", "--conditions", "-C"]);
+
+/**
+ * The module-loading flags of the process (`--import tsx`, loaders, conditions): a worker
+ * needs them to load TypeScript, while V8 and process-wide flags the process may run with
+ * (`--max-old-space-size`, `--title`, `--expose-gc`) make Node refuse to start a worker.
+ */
+export function loaderArgs(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const eq = a.indexOf("=");
+    if (a.startsWith("--") && eq > 0 && LOADER_FLAGS.has(a.slice(0, eq))) out.push(a);
+    else if (LOADER_FLAGS.has(a) && i + 1 < argv.length) out.push(a, argv[++i]);
+  }
+  return out;
 }
 
 /**

@@ -118,26 +118,52 @@ interface BlockPlan {
   at: number;
 }
 
-/** Writes a range: allocate-on-demand, copy-on-write, redirect-on-write. ENOSPC changes nothing. */
-export async function writeRange(ctx: IoContext, id: DeviceId, m: Mapping, offset: number, bytes: Uint8Array): Promise<void> {
+/** A range of a device to write from the caller's buffer: `at` is where its bytes start there. */
+export interface WriteSpan { offset: number; length: number; at: number }
+
+/** Plans every block of `spans`; `needed` counts the new blocks the plan takes. */
+function planWrite(ctx: IoContext, m: Mapping, spans: WriteSpan[]): { plans: BlockPlan[]; needed: number } {
   const bs = ctx.blockSize;
   const plans: BlockPlan[] = [];
   let needed = 0;
-  for (let off = offset; off < offset + bytes.byteLength;) {
-    const vb = Math.floor(off / bs);
-    const inBlock = off - vb * bs;
-    const len = Math.min(bs - inBlock, offset + bytes.byteLength - off);
-    const { block, exclusive } = ctx.forest.resolve(m, vb);
-    const inPlace = block >= 0 && exclusive && ctx.space.isFresh(block);
-    if (!inPlace) needed++;
-    plans.push({ vb, target: inPlace ? block : -1, fresh: !inPlace, copyFrom: inPlace || len === bs ? -1 : block, inBlock, len, at: off - offset });
-    off += len;
+  for (const span of spans) {
+    const end = span.offset + span.length;
+    for (let off = span.offset; off < end;) {
+      const vb = Math.floor(off / bs);
+      const inBlock = off - vb * bs;
+      const len = Math.min(bs - inBlock, end - off);
+      const { block, exclusive } = ctx.forest.resolve(m, vb);
+      const inPlace = block >= 0 && exclusive && ctx.space.isFresh(block);
+      if (!inPlace) needed++;
+      plans.push({ vb, target: inPlace ? block : -1, fresh: !inPlace, copyFrom: inPlace || len === bs ? -1 : block, inBlock, len, at: span.at + off - span.offset });
+      off += len;
+    }
   }
+  return { plans, needed };
+}
+
+/** Writes a range: allocate-on-demand, copy-on-write, redirect-on-write. ENOSPC changes nothing. */
+export function writeRange(ctx: IoContext, id: DeviceId, m: Mapping, offset: number, bytes: Uint8Array): Promise<void> {
+  return writeSpans(ctx, id, m, [{ offset, length: bytes.byteLength, at: 0 }], bytes, "write");
+}
+
+/**
+ * Writes several ranges of one device as one operation: every block is planned and
+ * allocated before any byte moves, so ENOSPC changes nothing at all.
+ */
+export async function writeSpans(ctx: IoContext, id: DeviceId, m: Mapping, spans: WriteSpan[], bytes: Uint8Array, syscall: string): Promise<void> {
+  let { plans, needed } = planWrite(ctx, m, spans);
   if (needed > ctx.space.allocatable) {
-    // Blocks freed in this transaction become usable once it commits, as dm-thin does when it runs out.
-    if (!(await ctx.reclaim()) || needed > ctx.space.allocatable) {
-      throw storeError("ENOSPC", "write", `device ${id}`,
-        `the pool needs ${needed} free block(s) and has ${ctx.space.allocatable}; discard or delete devices, or resize the pool`);
+    // Blocks freed in this transaction become usable once it commits, as dm-thin does when
+    // it runs out. The commit makes every block committed, so the plan is made again: a
+    // block planned to be written in place is now part of the committed state.
+    if (await ctx.reclaim()) ({ plans, needed } = planWrite(ctx, m, spans));
+    if (needed > ctx.space.allocatable) {
+      const pending = ctx.space.pending.size;
+      throw storeError("ENOSPC", syscall, `device ${id}`,
+        `the pool needs ${needed} free block(s) and has ${ctx.space.allocatable}` +
+        (pending ? ` (${pending} more once the open transaction commits)` : "") +
+        "; discard or delete devices, or resize the pool");
     }
   }
   for (const p of plans) if (p.fresh) p.target = ctx.space.allocate();
@@ -197,22 +223,30 @@ async function carryOut(ctx: IoContext, plans: BlockPlan[], bytes: Uint8Array): 
   }
 }
 
-/** Discards a range: whole blocks are unmapped, the partial edges are zeroed. */
+/**
+ * Discards a range: whole blocks are unmapped, the partial edges are zeroed. The edges are
+ * written first, as one operation, so a pool too full to zero them fails with ENOSPC
+ * before anything changes.
+ */
 export async function discardRange(ctx: IoContext, id: DeviceId, m: Mapping, offset: number, length: number): Promise<void> {
   const bs = ctx.blockSize;
   const end = offset + length;
   const first = Math.ceil(offset / bs);
   const last = Math.floor(end / bs);
-  if (first > last) return zeroIfMapped(ctx, id, m, offset, length);
-  if (offset < first * bs) await zeroIfMapped(ctx, id, m, offset, first * bs - offset);
-  if (end > last * bs) await zeroIfMapped(ctx, id, m, last * bs, end - last * bs);
+  const edges: { offset: number; length: number }[] = first > last
+    ? [{ offset, length }]
+    : [{ offset, length: first * bs - offset }, { offset: last * bs, length: end - last * bs }];
+  const spans: WriteSpan[] = [];
+  let at = 0;
+  for (const e of edges) {
+    // An unmapped edge already reads as zeros.
+    if (e.length === 0 || ctx.forest.lookup(m, Math.floor(e.offset / bs)) < 0) continue;
+    spans.push({ ...e, at });
+    at += e.length;
+  }
+  if (spans.length) await writeSpans(ctx, id, m, spans, new Uint8Array(at), "discard");
   for (let vb = first; vb < last; vb++) {
     const old = ctx.forest.set(m, vb, -1);
     if (old >= 0) ctx.space.unref(old);
   }
-}
-
-async function zeroIfMapped(ctx: IoContext, id: DeviceId, m: Mapping, offset: number, length: number): Promise<void> {
-  if (length === 0 || ctx.forest.lookup(m, Math.floor(offset / ctx.blockSize)) < 0) return;
-  await writeRange(ctx, id, m, offset, new Uint8Array(length));
 }

@@ -21,7 +21,9 @@ export type IoOp =
   /** Write `len` zero bytes at `pos`. */
   | { op: "zero"; pos: number; len: number }
   /** fdatasync the file. */
-  | { op: "sync" };
+  | { op: "sync" }
+  /** Punch `len` bytes at `pos` out of the file (they read as zeros and take no space). */
+  | { op: "punch"; pos: number; len: number };
 
 /** A batch of steps on one data file. */
 export interface IoTask {

@@ -9,6 +9,7 @@ import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { hasCode, storeError } from "../common/errors.ts";
 import { RwLock } from "../common/lock.ts";
+import { lockPool } from "../common/pidlock.ts";
 import { BlockIo } from "./blockio.ts";
 import { checkRange, discardRange, type IoContext, writeRange } from "./devio.ts";
 import { Inflight } from "./inflight.ts";
@@ -16,7 +17,8 @@ import { Readahead } from "./readahead.ts";
 import { heightFor, MapForest, MapNode, type Mapping } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
 import { checkPoolRecord, type DeviceRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, storeNode } from "./persist.ts";
-import { type ByteRange, punchHoles, type PunchMethod } from "./punch.ts";
+import { type ByteRange, punchMethod, type PunchMethod } from "./punch.ts";
+import type { IoOp } from "./iotask.ts";
 import { SpaceMap } from "./spacemap.ts";
 import {
   type AutoextendEvent, type BlockNo, type CommitParticipant, DEFAULT_SETTINGS, type PoolSettings, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
@@ -103,8 +105,11 @@ export class Pool {
   #version = 0;
   #holdDeletions = false;
 
-  private constructor(dir: string, meta: MetaStore, record: PoolRecord, io: BlockIo) {
+  readonly #unlock: () => Promise<void>;
+
+  private constructor(dir: string, meta: MetaStore, record: PoolRecord, io: BlockIo, unlock: () => Promise<void>) {
     this.dir = dir;
+    this.#unlock = unlock;
     this.blockSize = record.blockSize;
     this.#meta = meta;
     this.#space = new SpaceMap(record.dataBlocks);
@@ -120,7 +125,7 @@ export class Pool {
       io, forest: this.#forest, space: this.#space, blockSize: this.blockSize,
       file: path.join(dir, DATA_FILE), key, inflight: new Inflight(record.blockSize, path.join(dir, DATA_FILE)),
       reclaim: async () => {
-        if (this.#space.pending.size === 0) return false;
+        if (this.#space.pending.size === 0 || !this.#implicitAllowed()) return false;
         await this.#commit();
         return true;
       },
@@ -168,7 +173,10 @@ export class Pool {
     return Pool.open(dir, options);
   }
 
-  /** Opens the pool in `dir` at its last commit. ENOENT if there is none. */
+  /**
+   * Opens the pool in `dir` at its last commit. ENOENT if there is none; EBUSY while another
+   * process has it open (a lock file holding its pid, taken over once that process is gone).
+   */
   static async open(dir: string, options: PoolOpenOptions = {}): Promise<Pool> {
     const meta = new MetaStore(path.join(dir, METADATA_DIR));
     let record: unknown;
@@ -180,14 +188,17 @@ export class Pool {
     }
     if (record === undefined) throw storeError("ENOENT", "open", dir, "no pool here; create one with Pool.create");
     if (!checkPoolRecord(record)) throw storeError("EINVAL", "open", dir, "the pool record is not a thinstack pool of a version this build reads");
+    // Held until close: another process's open would remove this one's commit files.
+    const unlock = await lockPool(dir);
     const io = BlockIo.acquire(options.ioThreads);
-    const pool = new Pool(dir, meta, record, io);
+    const pool = new Pool(dir, meta, record, io, unlock);
     try {
       await pool.#load(record);
       // A deferred deletion a crash (or a close that did not settle) left: finish it now.
       if (options.resumeDeletions !== false) for (const dev of pool.#devices.values()) if (dev.deleting) pool.#finishDeletion(dev.id);
     } catch (e) {
       await BlockIo.release();
+      await unlock();
       throw e;
     }
     return pool;
@@ -261,7 +272,9 @@ export class Pool {
       }
       this.#closed = true;
     });
+    this.#io.forget();
     await BlockIo.release();
+    await this.#unlock();
     if (failure) throw failure;
   }
 
@@ -322,7 +335,9 @@ export class Pool {
       this.#forest.drop(dev.mapping);
       this.#devices.delete(id);
       this.#readahead.forget(id);
-      await this.#commit();
+      // A participant in the middle of an operation: the freeing commits with its next commit
+      // (a crash before that finishes the deletion again at open).
+      if (this.#implicitAllowed()) await this.#commit();
     });
     this.#background.add(work);
     work.catch(() => {}).finally(() => this.#background.delete(work));
@@ -384,7 +399,12 @@ export class Pool {
 
   /** The pool block behind virtual block `vb` of device `id`, or undefined where unmapped. */
   lookup(id: DeviceId, vb: VBlock): BlockNo | undefined {
-    const b = this.#forest.lookup(this.#device(id, "lookup").mapping, vb);
+    const dev = this.#device(id, "lookup");
+    const blocks = Math.ceil(dev.size / this.blockSize);
+    if (!Number.isSafeInteger(vb) || vb < 0 || vb >= blocks) {
+      throw storeError("EINVAL", "lookup", `device ${id}`, `virtual block '${vb}' is outside the device's ${blocks} blocks`);
+    }
+    const b = this.#forest.lookup(dev.mapping, vb);
     return b < 0 ? undefined : b;
   }
 
@@ -415,15 +435,34 @@ export class Pool {
     };
   }
 
-  /** Makes every change so far durable and atomic; the transaction id grows by one. */
+  /**
+   * Makes every change so far durable and atomic; the transaction id grows by one. EBUSY
+   * while an attached participant (the layer store) is in the middle of an operation.
+   */
   commit(): Promise<void> {
     this.#open("commit");
-    return this.#lock.write(() => this.#commit());
+    return this.#lock.write(() => {
+      this.#checkImplicit("commit");
+      return this.#commit();
+    });
+  }
+
+  /** True when every attached participant can commit its state as it is now. */
+  #implicitAllowed(): boolean {
+    for (const p of this.#participants.values()) if (p.allowsImplicitCommit?.() === false) return false;
+    return true;
+  }
+
+  #checkImplicit(syscall: string): void {
+    if (!this.#implicitAllowed()) {
+      throw storeError("EBUSY", syscall, this.dir, "the layer store is in the middle of an operation; commit through it (store.sync()) or retry when it is done");
+    }
   }
 
   /**
    * Grows the data file to `dataSize` bytes, or shrinks it when every block past the new
-   * end is free. Shrinking below a block in use is refused with ENOSPC.
+   * end is free. Shrinking below a block in use is refused with ENOSPC; a shrink commits
+   * the open transaction before it cuts the file.
    */
   resize(dataSize: number): Promise<void> {
     return this.#mutate("resize", async () => {
@@ -437,13 +476,23 @@ export class Pool {
             throw storeError("ENOSPC", "resize", this.dir, `block ${b} past the new end is in use; the pool cannot shrink below what it holds`);
           }
         }
-        // A write still queued on a freed block past the end would grow the file again.
-        await this.#ctx.inflight.drain();
+        // The file loses its tail only once a commit records the smaller pool: a crash in
+        // between must not leave a record that needs more file than there is.
+        this.#checkImplicit("resize");
+        const total = this.#space.total;
         this.#space.shrink(blocks);
+        try {
+          await this.#commit();
+        } catch (e) {
+          this.#space.grow(total);
+          throw e;
+        }
+        await fs.truncate(this.#ctx.file, blocks * this.blockSize);
       } else {
+        // The file grows first: a larger file than the record says is harmless at open.
+        await fs.truncate(this.#ctx.file, blocks * this.blockSize);
         this.#space.grow(blocks);
       }
-      await fs.truncate(this.#ctx.file, blocks * this.blockSize);
     });
   }
 
@@ -468,8 +517,17 @@ export class Pool {
         else ranges.push({ offset: b * bs, length: bs });
       }
       if (ranges.length === 0) return { blocks, ranges: 0, method: "none" };
-      const method = await punchHoles(this.#ctx.file, ranges);
-      return { blocks, ranges: ranges.length, method };
+      // In the workers, a batch of ranges a task, the batches in parallel.
+      const PER_TASK = 256;
+      const tasks: Promise<void>[] = [];
+      for (let i = 0; i < ranges.length; i += PER_TASK) {
+        const ops: IoOp[] = ranges.slice(i, i + PER_TASK).map((r) => ({ op: "punch", pos: r.offset, len: r.length }));
+        tasks.push(this.#io.run({ file: this.#ctx.file, key: this.#ctx.key, ops }));
+      }
+      const results = await Promise.allSettled(tasks);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
+      return { blocks, ranges: ranges.length, method: punchMethod() };
     });
   }
 
@@ -499,8 +557,8 @@ export class Pool {
     const total = this.#space.total;
     if (threshold >= 100 || percent <= 0 || this.#space.used * 100 <= total * threshold) return;
     const grown = total + Math.max(1, Math.ceil(total * percent / 100));
-    this.#space.grow(grown);
     await fs.truncate(this.#ctx.file, grown * this.blockSize);
+    this.#space.grow(grown);
     this.onAutoextend({ fromBlocks: total, toBlocks: grown, usedBlocks: this.#space.used });
   }
 
@@ -552,10 +610,17 @@ export class Pool {
     } catch (e) {
       await dataSync.catch(() => {});
       await this.#meta.dropStaged();
+      for (const p of this.#participants.values()) p.aborted?.();
       throw e;
     }
   }
 
+  /**
+   * Writes the transaction's files and switches the root record to them. Nothing in memory
+   * says a file holds committed state until the switch succeeded: a commit that fails
+   * (metadata ENOSPC, an I/O error) leaves every change pending for the next commit, which
+   * writes it again rather than naming a file that was never synced.
+   */
   async #switchIn(dataSync: Promise<void>): Promise<void> {
     const tx = this.#transactionId + 1;
     const transaction: MetadataTransaction = {
@@ -568,34 +633,40 @@ export class Pool {
     };
     this.#compactSegments();
     const dirty = [...this.#forest.dirty];
+    // Live node counts per segment as they will be once this commit is in.
+    const segLive = new Map([...this.#segments].map(([name, s]) => [name, s.live]));
+    let segment: string | undefined;
     if (dirty.length > 0) {
       const seg: SegmentRecord = { transactionId: tx, nodes: dirty.map(storeNode) };
-      const name = await transaction.writeCbor("nodes", seg);
+      segment = await transaction.writeCbor("nodes", seg);
       for (const node of dirty) {
-        this.#moveNode(node, name);
-        this.#nodes.set(node.id, node);
+        const old = this.#nodeSegment.get(node.id);
+        if (old) segLive.set(old, segLive.get(old)! - 1);
       }
-      this.#segments.set(name, { live: dirty.length, total: dirty.length });
-      this.#forest.dirty.clear();
+      segLive.set(segment, dirty.length);
     }
+    const devFiles = new Map<DeviceState, { file: string; root: NodeId }>();
     for (const dev of this.#devices.values()) {
       const root = dev.mapping.root?.id ?? 0;
       if (dev.file && root === dev.savedRoot && !dev.deleting) continue;
       const record: DeviceRecord = { id: dev.id, size: dev.size, height: dev.mapping.height, root, created: dev.created };
       if (dev.deleting) record.deleting = true;
-      dev.file = await transaction.writeCbor(`dev-${dev.id}`, record);
-      dev.savedRoot = root;
+      devFiles.set(dev, { file: await transaction.writeCbor(`dev-${dev.id}`, record), root });
     }
     const roots: Record<string, unknown> = {};
     for (const [name, p] of this.#participants) roots[name] = await p.prepareCommit(transaction);
     for (const [name, root] of Object.entries(this.#participantRoots)) if (!(name in roots)) roots[name] = root;
-    const live = this.#collectLive();
+    const devicesFile = (d: DeviceState) => devFiles.get(d)?.file ?? d.file!;
+    const live = new Set<string>();
+    for (const [name, n] of segLive) if (n > 0) live.add(name);
+    for (const d of this.#devices.values()) live.add(devicesFile(d));
+    this.#addParticipantFiles(live);
     const record: PoolRecord = {
       format: POOL_FORMAT, version: POOL_VERSION, transactionId: tx, blockSize: this.blockSize,
       dataBlocks: this.#space.total, metadataSize: this.#metadataSize, nextNodeId: this.#forest.nextId,
       usedBlocks: this.#space.used,
-      devices: Object.fromEntries([...this.#devices.values()].map((d) => [String(d.id), d.file!])),
-      segments: [...this.#segments.keys()].filter((s) => live.has(s)),
+      devices: Object.fromEntries([...this.#devices.values()].map((d) => [String(d.id), devicesFile(d)])),
+      segments: [...segLive.keys()].filter((s) => live.has(s)),
       participants: roots,
       settings: this.#settings,
     };
@@ -605,8 +676,22 @@ export class Pool {
     }
     await Promise.all([dataSync, this.#meta.syncStaged()]);
     await this.#meta.switchRoot(record);
+    // Committed: from here on memory says so.
+    if (segment) {
+      for (const node of dirty) {
+        this.#moveNode(node, segment);
+        this.#nodes.set(node.id, node);
+        this.#forest.dirty.delete(node);
+      }
+      this.#segments.set(segment, { live: dirty.length, total: dirty.length });
+    }
+    for (const [dev, { file, root }] of devFiles) {
+      dev.file = file;
+      dev.savedRoot = root;
+    }
     this.#transactionId = tx;
     this.#participantRoots = roots;
+    for (const p of this.#participants.values()) p.committed?.();
     this.#space.committed();
     this.#changed = false;
     for (const [name, s] of this.#segments) if (s.live === 0) this.#segments.delete(name);
@@ -651,12 +736,16 @@ export class Pool {
     const live = new Set<string>();
     for (const [name, s] of this.#segments) if (s.live > 0) live.add(name);
     for (const d of this.#devices.values()) if (d.file) live.add(d.file);
+    this.#addParticipantFiles(live);
+    return live;
+  }
+
+  #addParticipantFiles(live: Set<string>): void {
     for (const p of this.#participants.values()) for (const f of p.liveFiles()) live.add(f);
     if (this.#participants.size === 0) {
       // Not attached yet (opening): keep what the participants' last roots name.
       for (const root of Object.values(this.#participantRoots)) for (const f of filesOf(root)) live.add(f);
     }
-    return live;
   }
 
   #checkNewId(id: DeviceId, syscall: string): void {

@@ -4,15 +4,16 @@
  * Neither Node nor Deno's own API has fallocate(2), so:
  * - under Deno, FFI calls libc's `open`, `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`
  *   and `close` directly (node:fs descriptors are Deno resource ids there, not OS descriptors);
- * - under Node, util-linux's `fallocate --punch-hole` runs once per contiguous range, a few at a time.
+ * - under Node, util-linux's `fallocate --punch-hole` runs once per contiguous range.
+ *
+ * Both run inside the I/O workers (a `punch` step of a task), like every other access to
+ * the data file, so neither a synchronous FFI call nor process spawning holds up the main
+ * thread.
  *
  * @module
  */
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
-import { storeError } from "../common/errors.ts";
+import { execFileSync } from "node:child_process";
 
-const run = promisify(execFile);
 const FALLOC_FL_KEEP_SIZE = 1;
 const FALLOC_FL_PUNCH_HOLE = 2;
 const O_RDWR = 2;
@@ -32,28 +33,33 @@ interface DenoFfi {
 }
 declare const Deno: DenoFfi | undefined;
 
-/** Punches every range out of `file`. Ranges must be free: their bytes read as zeros afterwards. */
-export async function punchHoles(file: string, ranges: ByteRange[]): Promise<PunchMethod> {
-  if (typeof Deno !== "undefined" && Deno.build.os === "linux") {
-    punchWithFfi(file, ranges);
-    return "ffi";
+/** A punch failure with the code to report (an error's own `code` does not cross the worker boundary). */
+export class PunchError extends Error {
+  constructor(readonly code: "ENOENT" | "EIO", readonly syscall: string, message: string) {
+    super(message);
   }
-  const queue = ranges.slice();
-  const worker = async () => {
-    for (let r = queue.shift(); r; r = queue.shift()) {
-      try {
-        await run("fallocate", ["--punch-hole", "--keep-size", "--offset", String(r.offset), "--length", String(r.length), file]);
-      } catch (e) {
-        const err = e as { code?: string; stderr?: string; message: string };
-        if (err.code === "ENOENT") {
-          throw storeError("ENOENT", "fallocate", file, "util-linux 'fallocate' is not installed; install util-linux, or run under Deno");
-        }
-        throw storeError("EIO", "fallocate", file, (err.stderr || err.message).trim());
-      }
+}
+
+/** The method this runtime uses. */
+export function punchMethod(): PunchMethod {
+  return typeof Deno !== "undefined" && Deno.build.os === "linux" ? "ffi" : "fallocate(1)";
+}
+
+/**
+ * Punches every range out of `file`, synchronously (it runs in a worker). Ranges must be
+ * free: their bytes read as zeros afterwards. Throws {@linkcode PunchError}.
+ */
+export function punchHolesSync(file: string, ranges: ByteRange[]): void {
+  if (punchMethod() === "ffi") return punchWithFfi(file, ranges);
+  for (const r of ranges) {
+    try {
+      execFileSync("fallocate", ["--punch-hole", "--keep-size", "--offset", String(r.offset), "--length", String(r.length), file], { stdio: ["ignore", "ignore", "pipe"] });
+    } catch (e) {
+      const err = e as { code?: string; stderr?: Uint8Array; message: string };
+      if (err.code === "ENOENT") throw new PunchError("ENOENT", "fallocate", "util-linux 'fallocate' is not installed; install util-linux, or run under Deno");
+      throw new PunchError("EIO", "fallocate", (err.stderr ? new TextDecoder().decode(err.stderr) : "").trim() || err.message);
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(4, ranges.length) }, worker));
-  return "fallocate(1)";
+  }
 }
 
 function punchWithFfi(file: string, ranges: ByteRange[]): void {
@@ -64,11 +70,11 @@ function punchWithFfi(file: string, ranges: ByteRange[]): void {
   });
   try {
     const fd = libc.symbols.open(new TextEncoder().encode(file + "\0"), O_RDWR) as number;
-    if (fd < 0) throw storeError("EIO", "open", file, "libc open failed");
+    if (fd < 0) throw new PunchError("EIO", "open", "libc open failed");
     try {
       for (const r of ranges) {
         const rc = libc.symbols.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, BigInt(r.offset), BigInt(r.length));
-        if (rc !== 0) throw storeError("EIO", "fallocate", file, "fallocate(PUNCH_HOLE) failed; the file system may not support holes");
+        if (rc !== 0) throw new PunchError("EIO", "fallocate", "fallocate(PUNCH_HOLE) failed; the file system may not support holes");
       }
     } finally {
       libc.symbols.close(fd);

@@ -119,6 +119,16 @@ export interface CommitParticipant {
   prepareCommit(tx: MetadataTransaction): Promise<unknown>;
   /** Names of metadata files this participant still needs after the commit. */
   liveFiles(): Iterable<string>;
+  /**
+   * False while the participant's state is half-changed (in the middle of one of its own
+   * operations): the pool then does not commit by itself (to reclaim blocks, or after a
+   * deferred deletion), since the commit would pair new block maps with old tables.
+   */
+  allowsImplicitCommit?(): boolean;
+  /** The commit that called `prepareCommit` is durable. */
+  committed?(): void;
+  /** The commit failed: what `prepareCommit` took stays pending. */
+  aborted?(): void;
 }
 
 /** Writes new, immutable metadata files during a commit. */

@@ -467,7 +467,7 @@ describe("thinstack CLI", { concurrency: true }, () => {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       assert.equal((await fs.readFile(lock, "utf8")).trim(), String(holder.pid));
-      fails(await thinstack(["ls"], r), 1, /EBUSY/, new RegExp(`in use by thinstack process ${holder.pid}`));
+      fails(await thinstack(["ls"], r), 1, /EBUSY/, new RegExp(`in use by process ${holder.pid}`));
       holder.stdin!.end(await mktar([{ name: "x", data: "x\n" }]));
       assert.equal(await closed, 0, err);
       assert.equal(await exists(lock), false, "the lock goes with its command");

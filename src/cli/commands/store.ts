@@ -11,7 +11,7 @@ import { dumpPool, restorePool } from "../../pool/dump.ts";
 import { DATA_FILE, METADATA_DIR } from "../../pool/pool.ts";
 import { percentArg, sizeArg } from "../args.ts";
 import { hasStore, openStore, out, rootOf, withExisting, withStore } from "../context.ts";
-import { withLock } from "../lock.ts";
+import { withLock } from "../../common/pidlock.ts";
 import { infoFields, offlineStatus, statusLine } from "../info.ts";
 import { errorLine, Exit, fields, json } from "../output.ts";
 

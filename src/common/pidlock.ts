@@ -1,9 +1,11 @@
 /**
- * One `thinstack` process at a time per store. The pool and the layer store are made for
- * one owner (as dm-thin has one kernel): every open may commit, and an open removes the
- * metadata files the last commit does not name — which, with two processes, can be the
- * files the other one is committing. So each command holds `ROOT/lock`, a file holding its
- * pid, from before it opens the store until after it closes it.
+ * One process at a time per pool. The pool and the layer store are made for one owner (as
+ * dm-thin has one kernel): every open may commit, and an open removes the metadata files
+ * the last commit does not name — which, with two processes, can be the files the other
+ * one is committing. So an open pool holds `DIR/lock`, a file holding its pid, until it
+ * closes, and each CLI command holds it from before it opens the store until after it
+ * closes it. Within one process the lock is counted, not exclusive: the owner may open
+ * the pool more than once.
  *
  * A lock whose process is gone (killed, crashed) is stale and taken over. Liveness is
  * `kill(pid, 0)`, so processes sharing a store must share a pid namespace.
@@ -23,21 +25,35 @@ const FRESH_MS = 5_000;
 /** Locks this process holds, with their depth: a command's helpers may lock again. */
 const held = new Map<string, number>();
 
-/** Runs `fn` holding the lock of the store in `root` (a directory that must exist). */
-export async function withLock<T>(root: string, fn: () => Promise<T>): Promise<T> {
+/**
+ * Takes the lock of the pool in `root` (a directory that must exist) for this process, or
+ * one more count of it; EBUSY while another live process holds it. Returns its release.
+ */
+export async function lockPool(root: string): Promise<() => Promise<void>> {
   const file = path.join(root, LOCK_FILE);
   const depth = held.get(file) ?? 0;
   if (depth === 0) await acquire(root, file);
   held.set(file, depth + 1);
-  try {
-    return await fn();
-  } finally {
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
     const left = held.get(file)! - 1;
     if (left > 0) held.set(file, left);
     else {
       held.delete(file);
       await fs.rm(file, { force: true });
     }
+  };
+}
+
+/** Runs `fn` holding the lock of the pool in `root` (see {@linkcode lockPool}). */
+export async function withLock<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  const release = await lockPool(root);
+  try {
+    return await fn();
+  } finally {
+    await release();
   }
 }
 
@@ -54,16 +70,16 @@ async function acquire(root: string, file: string): Promise<void> {
     const pid = Number(text.trim());
     if (Number.isSafeInteger(pid) && pid > 0) {
       if (alive(pid)) {
-        throw storeError("EBUSY", "lock", root, `the store is in use by thinstack process ${pid}; wait for it to finish (if no such process runs, remove '${file}')`);
+        throw storeError("EBUSY", "lock", root, `the pool is in use by process ${pid}; wait for it to finish or close the pool there (if no such process runs, remove '${file}')`);
       }
     } else {
       const age = Date.now() - ((await fs.stat(file).catch(() => undefined))?.mtimeMs ?? 0);
-      if (age < FRESH_MS) throw storeError("EBUSY", "lock", root, "the store is in use by another thinstack process; wait for it to finish");
+      if (age < FRESH_MS) throw storeError("EBUSY", "lock", root, "the pool is in use by another process; wait for it to finish");
     }
     // Stale: its process is gone. Take it over.
     await fs.rm(file, { force: true });
   }
-  throw storeError("EBUSY", "lock", root, "the store's lock keeps changing hands; retry");
+  throw storeError("EBUSY", "lock", root, "the pool's lock keeps changing hands; retry");
 }
 
 function alive(pid: number): boolean {
