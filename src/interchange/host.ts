@@ -14,8 +14,11 @@ import type { LayerSource, MergedView } from "./view.ts";
 export interface LayerHost {
   /** Whether a committed layer of this name exists. */
   exists(name: string): Promise<boolean>;
-  /** Makes active layer `key` on committed layer `parent` (or empty). */
-  prepare(key: string, parent?: string): Promise<void>;
+  /**
+   * Makes active layer `key` on committed layer `parent` (or empty). A `scratch` layer is
+   * one the store removes at its next open if it is still there (a crash cut its work short).
+   */
+  prepare(key: string, parent?: string, options?: { scratch?: boolean }): Promise<void>;
   /** Commits active layer `key` as `name` (EEXIST when `name` is taken). */
   commit(name: string, key: string): Promise<void>;
   /** Removes a layer (active or committed, without children). */

@@ -95,7 +95,7 @@ export async function importImage(host: LayerHost, catalog: ImageCatalog, path: 
         continue;
       }
       const key = `import-${randomBytes(8).toString("hex")}`;
-      await host.prepare(key, i ? chain[i - 1] : undefined);
+      await host.prepare(key, i ? chain[i - 1] : undefined, { scratch: true });
       try {
         await applyLayer(host, key, image, layer, progress);
         await host.commit(chain[i], key);

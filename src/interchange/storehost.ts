@@ -8,6 +8,7 @@
  * @module
  */
 import { hasCode } from "../common/errors.ts";
+import { SCRATCH_LABEL } from "../layers/store.ts";
 import { type FsLike, fsTarget } from "./fstarget.ts";
 import type { LayerHost } from "./host.ts";
 import type { LayerTarget } from "./target.ts";
@@ -16,7 +17,7 @@ import { walkChanges } from "./walkdiff.ts";
 
 /** The store calls used. */
 export interface SnapshotterLike {
-  prepare(key: string, parent?: string): Promise<unknown>;
+  prepare(key: string, parent?: string, options?: { labels?: Record<string, string> }): Promise<unknown>;
   commit(name: string, key: string): Promise<unknown>;
   remove(key: string): Promise<unknown>;
   /** containerd's `snapshots.Info`: `parent` is `""` for none. */
@@ -58,8 +59,8 @@ export function storeHost(store: SnapshotterLike, options: StoreHostOptions = {}
         throw e;
       }
     },
-    async prepare(key, parent) {
-      await store.prepare(key, parent);
+    async prepare(key, parent, options) {
+      await store.prepare(key, parent, options?.scratch ? { labels: { [SCRATCH_LABEL]: "true" } } : undefined);
     },
     async commit(name, key) {
       await store.commit(name, key);

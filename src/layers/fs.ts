@@ -16,7 +16,7 @@
  */
 import { Buffer } from "node:buffer";
 import { constants } from "node:fs";
-import { storeError } from "../common/errors.ts";
+import { hasCode, storeError } from "../common/errors.ts";
 import { LayerFileHandle, toBytes } from "./filehandle.ts";
 import { readData, truncateData, writeData } from "./fileio.ts";
 import { type OpenFlags, parseFlags } from "./flags.ts";
@@ -63,11 +63,17 @@ function encodingOf(options: ReadFileOptions | WriteFileOptions | undefined): Bu
  */
 export class LayerFs {
   readonly #host: FsHost;
-  readonly #layer: Layer;
+  #current: Layer;
 
   constructor(host: FsHost, layer: Layer) {
     this.#host = host;
-    this.#layer = layer;
+    this.#current = layer;
+  }
+
+  /** The layer, following a transaction's replacement: an fs object outlives an apply. */
+  get #layer(): Layer {
+    while (this.#current.replacedBy) this.#current = this.#current.replacedBy;
+    return this.#current;
   }
 
   #resolve(path: string, follow: boolean, syscall: string): Resolved {
@@ -228,7 +234,14 @@ export class LayerFs {
   /** Removes a file, or with `recursive` a directory tree; `force` ignores a missing path. */
   rm(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
     return this.#write("rm", path, async (tree) => {
-      const r = this.#resolve(path, false, "rm");
+      let r: Resolved;
+      try {
+        r = this.#resolve(path, false, "rm");
+      } catch (e) {
+        // A missing parent is a missing path too (as Node's rm has it); a file as parent is not.
+        if (options.force && hasCode(e, "ENOENT")) return;
+        throw e;
+      }
       if (!r.ino) {
         if (options.force) return;
         throw storeError("ENOENT", "rm", path);

@@ -69,6 +69,8 @@ export class Layer {
   recordDirty = true;
   allocDirty = true;
   removed = false;
+  /** The copy that took this layer's place when a transaction (an apply) succeeded. */
+  replacedBy: Layer | undefined;
   /** A transaction works on a copy of this layer: it refuses changes until the copy replaces it. */
   inTransaction = false;
   /** Open file handles per inode: an unlinked inode lives until its last handle closes. */

@@ -15,7 +15,7 @@
  *
  * @module
  */
-export { LayerStore, PARTICIPANT } from "./store.ts";
+export { LayerStore, PARTICIPANT, SCRATCH_LABEL } from "./store.ts";
 export { LayerFs, type FileData, type ReadFileOptions, type TimeLike, type WriteFileOptions } from "./fs.ts";
 export { LayerFileHandle } from "./filehandle.ts";
 export { LayerDirent, LayerStats } from "./stats.ts";

@@ -46,6 +46,13 @@ import { storeHost } from "../interchange/storehost.ts";
 export const PARTICIPANT = "layers";
 /** Names of transactions' scratch layers start with this (no user key can: keys are shown, this is not). */
 const SCRATCH = "\u0000tx:";
+
+/**
+ * Label of an active layer that holds unfinished work (an import's layer being filled):
+ * if it is still there at the next open, a crash cut that work short and the store
+ * removes it.
+ */
+export const SCRATCH_LABEL = "thinstack.io/scratch";
 /** Store records holding images are named this plus the image's name. */
 const IMAGE_RECORD = "image/";
 const DEFAULT_BASE_SIZE = 10 * GiB;
@@ -217,7 +224,8 @@ export class LayerStore {
   async #reapLeftovers(): Promise<boolean> {
     let any = false;
     for (const layer of [...this.#layers.values()]) {
-      if (!layer.record.name.startsWith(SCRATCH)) continue;
+      const unfinished = layer.record.kind === "active" && layer.children === 0 && layer.record.labels?.[SCRATCH_LABEL] !== undefined;
+      if (!layer.record.name.startsWith(SCRATCH) && !unfinished) continue;
       await this.pool.deleteDevice(layer.record.device).catch(() => {});
       this.#unregister(layer);
       any = true;
@@ -334,7 +342,9 @@ export class LayerStore {
       if (layer.inTransaction) throw storeError("EBUSY", "commit", key, "a transaction (an apply) is changing the layer; wait for it to finish");
       const before = layer.record;
       const now = Date.now();
-      layer.record = { ...before, name, kind: "committed", created: now, updated: now, labels: options?.labels ? { ...options.labels } : before.labels };
+      // A committed layer is finished work: the scratch label does not carry over.
+      const { [SCRATCH_LABEL]: _scratch, ...labels } = options?.labels ?? before.labels;
+      layer.record = { ...before, name, kind: "committed", created: now, updated: now, labels };
       this.#byName.delete(key);
       this.#byName.set(name, layer);
       layer.recordDirty = true;
@@ -503,6 +513,7 @@ export class LayerStore {
       // The copy takes the layer's place and its device goes, in one commit.
       await this.pool.deleteDevice(original.record.device);
       this.#unregister(original);
+      original.replacedBy = scratch;
       this.#byName.delete(scratch.record.name);
       scratch.record = { ...scratch.record, name: key, updated: Date.now() };
       scratch.recordDirty = true;
@@ -767,4 +778,6 @@ export class LayerStore {
 
 function checkName(name: string, syscall: string): void {
   if (typeof name !== "string" || name === "") throw storeError("EINVAL", syscall, String(name), "a layer key or name must be a non-empty string");
+  // Names of this form are the store's own scratch layers, dropped at the next open.
+  if (name.startsWith(SCRATCH)) throw storeError("EINVAL", syscall, JSON.stringify(name), "a layer key or name must not start with a NUL character");
 }

@@ -11,7 +11,7 @@ import { changeset } from "../../src/interchange/changeset.ts";
 import { fsTarget } from "../../src/interchange/fstarget.ts";
 import { walkChanges } from "../../src/interchange/walkdiff.ts";
 import { hasCode } from "../../src/common/errors.ts";
-import { LayerStore } from "../../src/layers/mod.ts";
+import { LayerStore, SCRATCH_LABEL } from "../../src/layers/mod.ts";
 import { spawnScript } from "../helpers/runtime.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 import { collect, describeView, tarOf } from "./helpers.ts";
@@ -113,6 +113,62 @@ describe("store.apply", () => {
       assert.equal(await store.fs("ctr").readFile("/in-tx", "utf8"), "1");
       await store.fs("ctr").writeFile("/outside", "2");
     });
+  });
+});
+
+describe("store edges", () => {
+  it("an fs object taken before an apply keeps working on the layer after it", async () => {
+    await withStore(async (store) => {
+      await base(store);
+      await store.prepare("ctr", "base");
+      const fs = store.fs("ctr");
+      await fs.writeFile("/before", "1");
+      await store.apply("ctr", await tarOf([{ name: "applied", data: "2" }]));
+      assert.equal(await fs.readFile("/applied", "utf8"), "2");
+      await fs.writeFile("/after", "3");
+      const listed = await store.fs("ctr").readdir("/");
+      for (const n of ["after", "applied", "before"]) assert.ok(listed.includes(n), `${n} in ${listed}`);
+    });
+  });
+
+  it("rm with force ignores a missing parent (as Node's does) but not a file as parent", async () => {
+    await withStore(async (store) => {
+      await store.prepare("l");
+      const fs = store.fs("l");
+      await fs.rm("/nodir/x", { force: true });
+      await fs.rm("/nodir/x", { recursive: true, force: true });
+      await fs.writeFile("/f", "x");
+      await assert.rejects(fs.rm("/f/x", { force: true }), (e) => hasCode(e, "ENOTDIR"));
+    });
+  });
+
+  it("refuses keys that take the form of the store's scratch layers", async () => {
+    await withStore(async (store) => {
+      await assert.rejects(store.prepare("\u0000tx:1:x"), (e) => hasCode(e, "EINVAL"));
+      assert.deepEqual(await names(store), []);
+    });
+  });
+
+  it("an active layer labelled as scratch (an import cut short by a crash) is gone at the next open; the label never reaches a committed layer", async () => {
+    const dir = await tmpDir("thinstack-storemethods-");
+    try {
+      const store = await LayerStore.open(dir, { create: true, dataSize: 64 * MiB, baseSize: 16 * MiB });
+      await store.prepare("import-1", undefined, { labels: { [SCRATCH_LABEL]: "true" } });
+      await store.fs("import-1").writeFile("/x", "x");
+      await store.prepare("import-2", undefined, { labels: { [SCRATCH_LABEL]: "true", keep: "yes" } });
+      await store.commit("done", "import-2");
+      assert.deepEqual((await store.stat("done")).labels, { keep: "yes" });
+      await store.close();
+      const again = await LayerStore.open(dir);
+      try {
+        assert.deepEqual((await again.list()).map((l) => l.name), ["done"]);
+        assert.equal(again.pool.status().dataBlocks.used, 0);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -189,7 +189,14 @@ export class MemFs {
   }
 
   async rm(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
-    const r = this.#resolve(path, false, "rm");
+    let r;
+    try {
+      r = this.#resolve(path, false, "rm");
+    } catch (e) {
+      // Node's rm: force ignores a missing parent (ENOENT), not a file as parent (ENOTDIR).
+      if (options.force && (e as { code?: string }).code === "ENOENT") return;
+      throw e;
+    }
     if (!r.node) {
       if (options.force) return;
       throw storeError("ENOENT", "rm", path);
