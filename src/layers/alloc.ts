@@ -34,6 +34,17 @@ export interface StoredAlloc {
 }
 
 /**
+ * The steps an allocator took since its last commit, as flat `op, start, count` triples,
+ * so a journal records what changed rather than the whole map (whose size grows with
+ * fragmentation, not with the change).
+ */
+export type AllocLog = number[];
+const TAKE = 0;
+const OWN = 1;
+const GIVE = 2;
+const DISOWN = 3;
+
+/**
  * The page allocator of one layer.
  *
  * @example
@@ -48,6 +59,8 @@ export class PageAllocator {
   #runs: PageRun[];
   readonly #own: Set<number>;
   #freePages: number;
+  /** Steps since the last commit; null when only a whole snapshot can say what changed. */
+  #log: AllocLog | null = null;
 
   private constructor(readonly totalPages: number, readonly pagesPerBlock: number, runs: PageRun[], own: Set<number>) {
     this.#runs = runs;
@@ -93,6 +106,7 @@ export class PageAllocator {
 
   /** Records that the layer wrote into pages `[start, start+count)`: their blocks are its own now. */
   markOwn(start: number, count: number): void {
+    this.#log?.push(OWN, start, count);
     const bg = this.pagesPerBlock;
     for (let b = Math.floor(start / bg); b <= Math.floor((start + count - 1) / bg); b++) this.#own.add(b);
   }
@@ -180,7 +194,40 @@ export class PageAllocator {
       out.push(b);
       this.#own.delete(b);
     }
+    if (first <= last) this.#log?.push(DISOWN, first, last - first + 1);
     return out;
+  }
+
+  /** Says the allocator equals what the last commit stored: from now on its steps are logged. */
+  markCommitted(): void {
+    this.#log = [];
+  }
+
+  /**
+   * The steps since the last commit (null: store a whole snapshot), and starts a new log;
+   * on a failed commit, {@linkcode restoreLog} puts them back.
+   */
+  takeLog(): AllocLog | null {
+    const log = this.#log;
+    this.#log = [];
+    return log;
+  }
+
+  /** Puts back steps {@linkcode takeLog} took, ahead of those logged since. */
+  restoreLog(log: AllocLog | null): void {
+    this.#log = log === null || this.#log === null ? null : [...log, ...this.#log];
+  }
+
+  /** Replays logged steps (a journal's) onto this allocator. */
+  replay(log: AllocLog): void {
+    for (let i = 0; i < log.length; i += 3) {
+      const [op, start, count] = [log[i], log[i + 1], log[i + 2]];
+      if (op === TAKE) this.#remove(start, count);
+      else if (op === OWN) this.markOwn(start, count);
+      else if (op === GIVE) this.#insert(start, count);
+      else if (op === DISOWN) for (let b = start; b < start + count; b++) this.#own.delete(b);
+      else throw new Error(`allocator log step ${op} is not one this build knows`);
+    }
   }
 
   /** The free pages this layer may allocate now, merged into runs. */
@@ -230,6 +277,7 @@ export class PageAllocator {
     if (!r || r.start > start || r.start + r.count < start + count) {
       throw new Error(`pages ${start}+${count} are not free`);
     }
+    this.#log?.push(TAKE, start, count);
     const tail = r.start + r.count - (start + count);
     if (r.start === start) {
       if (tail === 0) this.#runs.splice(i, 1);
@@ -246,6 +294,7 @@ export class PageAllocator {
     const i = this.#find(start);
     const next = this.#runs[i];
     if (next && next.start < start + count) throw new Error(`pages ${start}+${count} are already free`);
+    this.#log?.push(GIVE, start, count);
     const prev = this.#runs[i - 1];
     this.#freePages += count;
     if (prev && prev.start + prev.count === start) {

@@ -14,6 +14,7 @@ import { storeError } from "../common/errors.ts";
 import type { Pool } from "../pool/pool.ts";
 import type { CommitParticipant, DeviceId, MetadataTransaction } from "../pool/types.ts";
 import { applyDelta, decodeBase, deltaSize, encodeBase, encodeDelta, needsCompaction, type StoredBase, type StoredDelta } from "./journal.ts";
+import type { AllocLog } from "./alloc.ts";
 import type { Layer, LayerFiles, LayerId } from "./layer.ts";
 import type { Dirty } from "./tables.ts";
 
@@ -49,6 +50,8 @@ interface PendingLayer {
   dirty: Dirty;
   record: boolean;
   alloc: boolean;
+  /** The allocator's steps this commit stores (null: its whole map). */
+  allocLog: AllocLog | null;
   files: LayerFiles;
 }
 
@@ -73,6 +76,7 @@ export async function loadLayers(pool: Pool, root: StoreRoot, totalPages: number
     if (layer.id !== id) throw storeError("EIO", "open", baseFile, `the file holds layer ${layer.id}, the root record says ${id}`);
     layer.tables.takeDirty();
     layer.recordDirty = layer.allocDirty = false;
+    layer.alloc.markCommitted();
     layer.files = { base: baseFile, journal, baseChanges: layer.tables.size, journalChanges };
     out.push(layer);
   }
@@ -181,6 +185,7 @@ export class Catalog {
       p.layer.tables.restoreDirty(p.dirty);
       p.layer.recordDirty ||= p.record;
       p.layer.allocDirty ||= p.alloc;
+      p.layer.alloc.restoreLog(p.allocLog);
       this.#dirty.add(p.layer);
     }
     this.#pending = [];
@@ -207,7 +212,11 @@ export class Catalog {
     this.#pendingRoot = undefined;
     for (const layer of this.#dirty) {
       if (layer.removed) continue;
-      const p: PendingLayer = { layer, dirty: layer.tables.takeDirty(), record: layer.recordDirty, alloc: layer.allocDirty, files: layer.files };
+      const allocLog = layer.alloc.takeLog();
+      const p: PendingLayer = {
+        layer, dirty: layer.tables.takeDirty(), record: layer.recordDirty,
+        alloc: layer.allocDirty || (allocLog !== null && allocLog.length > 0), allocLog, files: layer.files,
+      };
       layer.recordDirty = layer.allocDirty = false;
       this.#pending.push(p);
       const changes = p.dirty.entries.size + p.dirty.opaque.size + p.dirty.inodes.size + (p.record || p.alloc ? 1 : 0);
@@ -216,7 +225,7 @@ export class Catalog {
         const base = await tx.writeCbor(`layer-${layer.id}`, encodeBase(layer));
         p.files = { base, journal: [], baseChanges: layer.tables.size, journalChanges: 0 };
       } else {
-        const delta = encodeDelta(layer, p.dirty, p.record, p.alloc);
+        const delta = encodeDelta(layer, p.dirty, p.record, p.alloc ? p.allocLog : undefined);
         const file = await tx.writeCbor(`layer-${layer.id}-j`, delta);
         p.files = { ...layer.files, journal: [...layer.files.journal, file], journalChanges: layer.files.journalChanges + deltaSize(delta) };
       }

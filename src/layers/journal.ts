@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { PageAllocator, type StoredAlloc } from "./alloc.ts";
+import { type AllocLog, PageAllocator, type StoredAlloc } from "./alloc.ts";
 import { decodeInode, encodeInode, type Ino, type StoredInode } from "./inode.ts";
 import { Layer, type LayerFiles, type LayerRecord } from "./layer.ts";
 import type { LayerPath } from "./path.ts";
@@ -35,7 +35,10 @@ export interface StoredDelta {
   entries?: [LayerPath, string, Ino | null][];
   opaque?: [LayerPath, 0 | 1][];
   inodes?: [Ino, StoredInode | null][];
+  /** The whole allocator (when its steps are not known). */
   alloc?: StoredAlloc;
+  /** The allocator's steps in this commit: what changed, not the whole map. */
+  allocLog?: AllocLog;
 }
 
 /** Journal files allowed before a compaction, whatever their size. */
@@ -68,7 +71,8 @@ export function needsCompaction(files: LayerFiles, pending: number): boolean {
  * ```
  */
 export function deltaSize(d: StoredDelta): number {
-  return (d.entries?.length ?? 0) + (d.opaque?.length ?? 0) + (d.inodes?.length ?? 0) + (d.record || d.alloc ? 1 : 0);
+  return (d.entries?.length ?? 0) + (d.opaque?.length ?? 0) + (d.inodes?.length ?? 0) + (d.record || d.alloc ? 1 : 0) +
+    (d.allocLog ? d.allocLog.length / 3 : 0);
 }
 
 /**
@@ -98,14 +102,16 @@ export function encodeBase(layer: Layer): StoredBase {
  *
  * @example
  * ```ts ignore
- * const name = await tx.writeCbor(`layer-${layer.id}-j`, encodeDelta(layer, layer.tables.takeDirty(), false, false));
+ * const name = await tx.writeCbor(`layer-${layer.id}-j`, encodeDelta(layer, layer.tables.takeDirty(), false, undefined));
  * ```
  */
-export function encodeDelta(layer: Layer, dirty: Dirty, record: boolean, alloc: boolean): StoredDelta {
+export function encodeDelta(layer: Layer, dirty: Dirty, record: boolean, alloc: AllocLog | null | undefined): StoredDelta {
   const t = layer.tables;
   const out: StoredDelta = { v: LAYER_FORMAT };
   if (record) out.record = layer.record;
-  if (alloc) out.alloc = layer.alloc.encode();
+  // The allocator's steps; its whole map only when they are not known (a rebuilt allocator).
+  if (alloc === null) out.alloc = layer.alloc.encode();
+  else if (alloc && alloc.length) out.allocLog = alloc;
   if (dirty.entries.size) {
     out.entries = [];
     for (const [dir, names] of dirty.entries) for (const name of names) out.entries.push([dir, name, t.entry(dir, name) ?? null]);
@@ -154,6 +160,7 @@ export function applyDelta(layer: Layer, d: StoredDelta, totalPages: number, pag
   const t = layer.tables;
   if (d.record) layer.record = d.record;
   if (d.alloc) layer.alloc = PageAllocator.decode(d.alloc, totalPages, pagesPerBlock);
+  if (d.allocLog) layer.alloc.replay(d.allocLog);
   for (const [dir, name, ino] of d.entries ?? []) {
     if (ino === null) t.dropEntry(dir, name);
     else t.setEntry(dir, name, ino);
