@@ -20,19 +20,23 @@
  * @module
  */
 export { DATA_FILE, METADATA_DIR, Pool } from "./src/pool/pool.ts";
+export type { TrimResult } from "./src/pool/pool.ts";
+export type { PunchMethod } from "./src/pool/punch.ts";
 export type {
-  BlockNo, CommitParticipant, DeviceId, DeviceInfo, DeviceUsage, MetadataTransaction, PoolCreateOptions,
-  PoolOpenOptions, PoolStatus, ThinDevice, VBlock,
+  AutoextendEvent, BlockNo, CommitParticipant, DeviceId, DeviceInfo, DeviceUsage, MetadataTransaction, PoolCreateOptions,
+  PoolOpenOptions, PoolSettings, PoolStatus, ThinDevice, VBlock,
 } from "./src/pool/types.ts";
 export { MAX_BLOCK_SIZE, MAX_DEVICE_ID, MIN_BLOCK_SIZE } from "./src/pool/types.ts";
 export { hasCode, storeError } from "./src/common/errors.ts";
 export type { ErrorCode, StoreError } from "./src/common/errors.ts";
 export { formatBytes, formatIec, parseSize } from "./src/common/units.ts";
 export * from "./src/layers/mod.ts";
+export type { LayerPath } from "./src/layers/path.ts";
+export type { Typed } from "./src/layers/stats.ts";
 /** Shapes the layer store's image and changeset methods take and return. */
 export type {
-  ApplyOptions, ApplyResult, ByteSource, Change, CheckoutOptions, CheckoutReport, CreateImageOptions, ExportOptions, ExportResult, ImageConfig,
-  ImageRecord, ImportOptions, ImportResult, Platform,
+  ApplyOptions, ApplyResult, ByteSource, ByteTaps, Change, CheckoutOptions, CheckoutReport, CreateImageOptions, Digest, ExportOptions, ExportResult,
+  History, ImageConfig, ImageRecord, ImportOptions, ImportResult, Platform,
 } from "./src/interchange/mod.ts";
 /**
  * The interchange layer on its own: tar reading and writing, OCI apply rules, changesets,

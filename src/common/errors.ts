@@ -34,9 +34,13 @@ const descriptions: Record<ErrorCode, [string, number]> = {
 
 /** An Error with Node's fs error fields. */
 export interface StoreError extends Error {
+  /** The error code, such as `ENOENT`. */
   code: ErrorCode;
+  /** The negated Linux errno of `code`, as Node gives it (`ENOENT` is -2). */
   errno: number;
+  /** The operation that failed, as Node names it: `open`, `scandir`, or a store call. */
   syscall: string;
+  /** The path, layer, device or pool the operation was on, when there is one. */
   path?: string;
 }
 
@@ -45,7 +49,7 @@ export interface StoreError extends Error {
  *
  * @example
  * ```ts
- * import { storeError } from "./errors.ts";
+ * import { storeError } from "thinstack";
  * const e = storeError("ENOENT", "open", "/x");
  * console.log(e.message); // ENOENT: no such file or directory, open '/x'
  * ```

@@ -39,11 +39,13 @@ export interface LayerHost {
 
 /** An image in the store. */
 export interface ImageRecord {
+  /** The image's name in the store (unique). */
   name: string;
   /** Committed layer names (ChainIDs), bottom first. */
   layers: string[];
   /** The top layer's name: what a container is prepared on. */
   top: string;
+  /** The image config, as imported or created. */
   config: ImageConfig;
   /** Digest of the config as imported (the image ID). */
   configDigest: Digest;

@@ -38,6 +38,7 @@ export interface ImportOptions {
 
 /** What an import made. */
 export interface ImportResult {
+  /** Name of the image in the store: `options.name`, else the archive's name for it, else its config digest. */
   name: string;
   /** Committed layer names (ChainIDs), bottom first: the top is last. */
   layers: string[];

@@ -39,7 +39,7 @@ export { type SnapshotterLike, storeHost, type StoreHostOptions } from "./storeh
 export { applyToLayer, checkoutLayer, diffLayer } from "./operations.ts";
 export { resolveInRoot } from "./resolve.ts";
 export { byteChunks, type ByteSource } from "./source.ts";
-export type { Descriptor, DockerManifestEntry, ImageConfig, ImageIndex, ImageManifest, Platform } from "./spec.ts";
+export type { Descriptor, DockerManifestEntry, History, ImageConfig, ImageIndex, ImageManifest, Platform } from "./spec.ts";
 export { MediaType, REF_NAME } from "./spec.ts";
 export type { LayerTarget, NewEntry } from "./target.ts";
 export { readTar, type ReadTarOptions } from "./tarread.ts";

@@ -28,8 +28,14 @@ export interface ExportInput {
 
 /** What was written. */
 export interface ExportResult {
+  /** Digest of the config written (the image ID). */
   configDigest: Digest;
+  /** Digest of the manifest written; absent for a docker-save archive, which has none. */
   manifestDigest?: Digest;
+  /**
+   * Each layer as written, bottom first: blob digest and size in bytes (of the gzipped blob
+   * when compressed), and DiffID (digest of the uncompressed tar).
+   */
   layers: { digest: Digest; size: number; diffId: Digest }[];
 }
 

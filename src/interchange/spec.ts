@@ -23,9 +23,13 @@ export const REF_NAME = "org.opencontainers.image.ref.name";
 
 /** Where an image runs. */
 export interface Platform {
+  /** CPU architecture, as Go's GOARCH: `amd64`, `arm64`. */
   architecture: string;
+  /** Operating system, as Go's GOOS: `linux`. */
   os: string;
+  /** CPU variant, such as `v8` for arm64. */
   variant?: string;
+  /** Operating system version (Windows images). */
   "os.version"?: string;
 }
 
@@ -58,21 +62,33 @@ export interface ImageManifest {
 
 /** One step of an image's history. */
 export interface History {
+  /** When the step ran, as an RFC 3339 date-time. */
   created?: string;
+  /** The command that ran, such as a Dockerfile instruction. */
   created_by?: string;
+  /** A free-form comment. */
   comment?: string;
+  /** True when the step made no layer (it changed only the config). */
   empty_layer?: boolean;
 }
 
 /** An image configuration; `rootfs.diff_ids` lists the layers' DiffIDs, bottom first. */
 export interface ImageConfig {
+  /** CPU architecture the image runs on, as in {@linkcode Platform}. */
   architecture?: string;
+  /** Operating system the image runs on. */
   os?: string;
+  /** CPU variant, as in {@linkcode Platform}. */
   variant?: string;
+  /** When the image was made, as an RFC 3339 date-time. */
   created?: string;
+  /** How to run a container of it (`Env`, `Cmd`, `WorkingDir`...), kept as it comes. */
   config?: Record<string, unknown>;
+  /** The layers: `type` is `"layers"`; `diff_ids` are the digests of their uncompressed tars. */
   rootfs: { type: string; diff_ids: string[] };
+  /** The steps that built the image, oldest first. */
   history?: History[];
+  /** Any other field, kept as it comes. */
   [field: string]: unknown;
 }
 

@@ -45,6 +45,7 @@ export class LayerFileHandle {
   #position = 0;
   #closed = false;
 
+  /** For `LayerFs.open`, which opens files; counts the handle on the inode. */
   constructor(private readonly host: FsHost, private readonly layer: Layer, readonly ino: Ino, private readonly flags: OpenFlags) {
     layer.handles.set(ino, (layer.handles.get(ino) ?? 0) + 1);
   }

@@ -65,6 +65,7 @@ export class LayerFs {
   readonly #host: FsHost;
   #current: Layer;
 
+  /** For the store: callers get a layer's files from `LayerStore.fs`. */
   constructor(host: FsHost, layer: Layer) {
     this.#host = host;
     this.#current = layer;
@@ -96,6 +97,7 @@ export class LayerFs {
 
   /** Reads a whole file: a Buffer, or a string when an encoding is given. */
   readFile(path: string, options?: ReadFileOptions): Promise<Buffer | string>;
+  /** Reads a whole file as a string in the given encoding. */
   readFile(path: string, options: BufferEncoding | { encoding: BufferEncoding }): Promise<string>;
   async readFile(path: string, options?: ReadFileOptions): Promise<Buffer | string> {
     const bytes = await this.#read("open", () => {
@@ -186,6 +188,7 @@ export class LayerFs {
 
   /** The names in a directory, sorted; with `withFileTypes`, Dirent-like entries. */
   readdir(path: string, options?: BufferEncoding | { withFileTypes?: false; encoding?: BufferEncoding }): Promise<string[]>;
+  /** The entries of a directory, sorted by name, with their types. */
   readdir(path: string, options: { withFileTypes: true }): Promise<LayerDirent[]>;
   readdir(path: string, options?: BufferEncoding | { withFileTypes?: boolean; encoding?: BufferEncoding }): Promise<string[] | LayerDirent[]> {
     const withTypes = typeof options === "object" && options.withFileTypes === true;

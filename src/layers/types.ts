@@ -34,9 +34,13 @@ export interface LayerInfo {
   name: string;
   /** The parent's name; `""` for none, as containerd has it. */
   parent: string;
+  /** Active (writable), view (read-only) or committed (read-only, can be a parent). */
   kind: LayerKind;
+  /** When the layer was made: prepared, viewed, or committed (a commit makes it anew). */
   created: Date;
+  /** When its record last changed (made, labels updated, replaced by an apply); file changes do not count. */
   updated: Date;
+  /** Its labels: free-form keys and values, as containerd's. */
   labels: Labels;
 }
 
@@ -50,12 +54,15 @@ export interface LayerUsage {
 
 /** Options of {@linkcode LayerStore.prepare}, {@linkcode LayerStore.view} and {@linkcode LayerStore.commit}. */
 export interface LayerOptions {
+  /** Labels of the new layer. A commit without them keeps the active layer's. */
   labels?: Labels;
 }
 
 /** What {@linkcode LayerStore.update} takes: the layer's name and the new labels. */
 export interface LayerUpdate {
+  /** The layer to change: a key or a committed name. */
   name: string;
+  /** The new labels, or the values of the `labels.<key>` field paths (a key missing here is deleted). */
   labels?: Labels;
 }
 

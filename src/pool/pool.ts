@@ -53,6 +53,7 @@ export interface TrimResult {
   blocks: number;
   /** Contiguous ranges punched. */
   ranges: number;
+  /** How the holes were punched; `"none"` when no block was free. */
   method: PunchMethod | "none";
 }
 
@@ -75,7 +76,9 @@ interface SegmentState { live: number; total: number }
  * ```
  */
 export class Pool {
+  /** The pool's directory, as given to `create` or `open`. */
   readonly dir: string;
+  /** Bytes of one data block, fixed when the pool was created. */
   readonly blockSize: number;
   readonly #meta: MetaStore;
   readonly #space: SpaceMap;

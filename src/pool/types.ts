@@ -65,29 +65,45 @@ export interface PoolOpenOptions {
 
 /** What {@linkcode Pool.status} reports, after dm-thin's status line. */
 export interface PoolStatus {
+  /** Id of the last commit: 0 for a new pool, one more with each commit. */
   transactionId: number;
+  /** Bytes of one data block. */
   blockSize: number;
+  /** Data blocks some device maps, and blocks in the data file. */
   dataBlocks: { used: number; total: number };
+  /** Bytes of the metadata files the last commit names, and the most the pool may use. */
   metadataBytes: { used: number; total: number };
   /** Blocks freed in the open transaction; they become allocatable at the next commit. */
   pendingFreeBlocks: number;
+  /** Live devices (deferred deletions not counted). */
   devices: number;
   /** Devices deleted with `deferred` whose blocks are still being freed. */
   deferredDeletes: number;
+  /** The operator settings in force. */
   settings: PoolSettings;
 }
 
 /** Reported when the data file grew by itself. */
-export interface AutoextendEvent { fromBlocks: number; toBlocks: number; usedBlocks: number }
+export interface AutoextendEvent {
+  /** Data blocks before. */
+  fromBlocks: number;
+  /** Data blocks after. */
+  toBlocks: number;
+  /** Data blocks in use: past the autoextend threshold of `fromBlocks`. */
+  usedBlocks: number;
+}
 
 /** A device as {@linkcode Pool.devices} lists it. */
 export interface DeviceInfo {
+  /** The device's id. */
   id: DeviceId;
+  /** Virtual size in bytes. */
   size: number;
 }
 
 /** Mapping counts of one device, as thin_ls shows them. */
 export interface DeviceUsage {
+  /** The device's id. */
   id: DeviceId;
   /** Blocks the device maps. */
   mapped: number;
@@ -99,7 +115,9 @@ export interface DeviceUsage {
 
 /** A thin device: a virtual block device whose blocks are taken from the pool when written. */
 export interface ThinDevice {
+  /** The device's id. */
   readonly id: DeviceId;
+  /** Virtual size in bytes; a range past it fails with EINVAL. */
   readonly size: number;
   /** Reads `length` bytes at `offset`; never-written ranges read as zeros. */
   read(offset: number, length: number): Promise<Uint8Array>;
@@ -133,6 +151,7 @@ export interface CommitParticipant {
 
 /** Writes new, immutable metadata files during a commit. */
 export interface MetadataTransaction {
+  /** Id the commit will have once durable (the pool's current one plus one). */
   readonly transactionId: number;
   /**
    * Writes `value` as CBOR to a new file whose name starts with `prefix`; returns the file
