@@ -25,8 +25,10 @@ let nextFd = 1000;
  * console.log(toBytes("hi").length); // 2
  * ```
  */
-export function toBytes(data: string | Uint8Array, encoding: BufferEncoding = "utf8"): Uint8Array {
-  return typeof data === "string" ? Buffer.from(data, encoding) : data;
+export function toBytes(data: string | ArrayBufferView, encoding: BufferEncoding = "utf8"): Uint8Array {
+  if (typeof data === "string") return Buffer.from(data, encoding);
+  // Any typed array or DataView, as Node's fs takes them: its bytes, not its elements.
+  return data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /**

@@ -29,7 +29,7 @@ import { LayerDirent, LayerStats } from "./stats.ts";
 import type { LayerTree } from "./tree.ts";
 
 /** File contents as the calls take them. */
-export type FileData = string | Uint8Array;
+export type FileData = string | ArrayBufferView;
 /** A time as `utimes` takes it: seconds since the epoch, a numeric string, or a Date. */
 export type TimeLike = number | string | Date;
 /** Options of `readFile`. */
@@ -281,6 +281,8 @@ export class LayerFs {
   /** Removes an empty directory. */
   rmdir(path: string): Promise<void> {
     return this.#write("rmdir", path, (tree) => {
+      // rmdir(2) refuses a path ending in `.`: it would remove the directory it is in.
+      if (/(^|\/)\.\/*$/.test(path)) throw storeError("EINVAL", "rmdir", path, "the last component is '.'");
       const r = this.#existing(path, false, "rmdir");
       if (!isDir(r.inode.mode)) throw storeError("ENOTDIR", "rmdir", path);
       if (r.path === ROOT) throw storeError("EBUSY", "rmdir", path, "the root directory cannot be removed");

@@ -138,6 +138,10 @@ export class LayerView {
     if (typeof path !== "string") throw storeError("EINVAL", syscall, String(path), "the path must be a string");
     if (path.includes("\0")) throw storeError("EINVAL", syscall, path, "the path contains a NUL byte");
     let comps = components(path);
+    // A trailing slash (or `/.`) says the path names a directory: the last link is
+    // followed, and an existing non-directory there is ENOTDIR, as on Linux.
+    const dirOnly = comps.length > 0 && /\/\.?$/.test(path);
+    if (dirOnly) follow = true;
     let cur: LayerPath = ROOT;
     let curIno = layer.record.root;
     let links = 0;
@@ -165,7 +169,10 @@ export class LayerView {
         i = -1;
         continue;
       }
-      if (last) return { dir: cur, name: c, path: join(cur, c), ino, inode };
+      if (last) {
+        if (dirOnly && inode && !isDir(inode.mode)) throw storeError("ENOTDIR", syscall, path);
+        return { dir: cur, name: c, path: join(cur, c), ino, inode };
+      }
       if (!ino) throw storeError("ENOENT", syscall, path);
       if (!isDir(inode!.mode)) throw storeError("ENOTDIR", syscall, path);
       cur = join(cur, c);

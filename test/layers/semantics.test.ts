@@ -317,3 +317,29 @@ test("an unlinked file still open at close is freed when the store opens again; 
     await cleanup();
   }
 });
+
+test("paths and data as Linux and Node take them: a trailing slash names a directory, rmdir of '.', any typed array or DataView", async () => {
+  const { store, cleanup } = await withStore();
+  try {
+    await store.prepare("l");
+    const f = store.fs("l");
+    await f.writeFile("/file", "x");
+    await f.mkdir("/d");
+    await f.symlink("/d", "/ld");
+    await f.symlink("/file", "/lf");
+    await assert.rejects(f.stat("/file/"), { code: "ENOTDIR" });
+    await assert.rejects(f.readFile("/file/"), { code: "ENOTDIR" });
+    await assert.rejects(f.lstat("/lf/"), { code: "ENOTDIR" });
+    assert.ok((await f.lstat("/ld/")).isDirectory(), "a trailing slash follows the link");
+    assert.ok((await f.stat("/d/")).isDirectory());
+    await assert.rejects(f.rmdir("/d/."), { code: "EINVAL" });
+    assert.ok((await f.stat("/d")).isDirectory(), "rmdir of '/d/.' removed nothing");
+    await f.writeFile("/u16", new Uint16Array([0x0102, 0x0304]));
+    const u16 = new Uint16Array([0x0102, 0x0304]);
+    assert.deepEqual([...await f.readFile("/u16") as Uint8Array], [...new Uint8Array(u16.buffer)]);
+    await f.writeFile("/dv", new DataView(new Uint8Array([9, 8, 7]).buffer, 1));
+    assert.deepEqual([...await f.readFile("/dv") as Uint8Array], [8, 7]);
+  } finally {
+    await cleanup();
+  }
+});
