@@ -144,12 +144,12 @@ export class LayerStore {
   static async open(dir: string, options: LayerStoreOptions = {}): Promise<LayerStore> {
     let pool: Pool;
     try {
-      pool = await Pool.open(dir, { ioThreads: options.ioThreads, resumeDeletions: options.resumeDeletions });
+      pool = await Pool.open(dir, { ioThreads: options.ioThreads, resumeDeletions: options.resumeDeletions, readahead: options.readahead });
     } catch (e) {
       if (!hasCode(e, "ENOENT") || !options.create) throw e;
       pool = await Pool.create(dir, {
         dataSize: options.dataSize ?? DEFAULT_DATA_SIZE, blockSize: options.blockSize, metadataSize: options.metadataSize,
-        settings: options.settings, ioThreads: options.ioThreads,
+        settings: options.settings, ioThreads: options.ioThreads, readahead: options.readahead,
       });
     }
     try {

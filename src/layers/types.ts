@@ -26,6 +26,8 @@ export interface LayerStoreOptions {
   ioThreads?: number;
   /** Finish deferred deletions an earlier process left pending (default true); see `PoolOpenOptions`. */
   resumeDeletions?: boolean;
+  /** Bytes the pool reads ahead at most (default 32 MiB, 0 off); see `PoolOpenOptions`. */
+  readahead?: number;
 }
 
 /** What {@linkcode LayerStore.stat} says about a layer: containerd's `snapshots.Info`. */

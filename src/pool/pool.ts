@@ -110,7 +110,7 @@ export class Pool {
 
   readonly #unlock: () => Promise<void>;
 
-  private constructor(dir: string, meta: MetaStore, record: PoolRecord, io: BlockIo, unlock: () => Promise<void>) {
+  private constructor(dir: string, meta: MetaStore, record: PoolRecord, io: BlockIo, unlock: () => Promise<void>, readahead?: number) {
     this.dir = dir;
     this.#unlock = unlock;
     this.blockSize = record.blockSize;
@@ -133,7 +133,7 @@ export class Pool {
         return true;
       },
     };
-    this.#readahead = new Readahead(this.#ctx);
+    this.#readahead = new Readahead(this.#ctx, readahead);
   }
 
   /**
@@ -191,10 +191,13 @@ export class Pool {
     }
     if (record === undefined) throw storeError("ENOENT", "open", dir, "no pool here; create one with Pool.create");
     if (!checkPoolRecord(record)) throw storeError("EINVAL", "open", dir, "the pool record is not a thinstack pool of a version this build reads");
+    if (options.readahead !== undefined && (!Number.isSafeInteger(options.readahead) || options.readahead < 0)) {
+      throw storeError("EINVAL", "open", dir, `read-ahead '${options.readahead}' must be a whole number of bytes, 0 or more`);
+    }
     // Held until close: another process's open would remove this one's commit files.
     const unlock = await lockPool(dir);
     const io = BlockIo.acquire(options.ioThreads);
-    const pool = new Pool(dir, meta, record, io, unlock);
+    const pool = new Pool(dir, meta, record, io, unlock, options.readahead);
     try {
       await pool.#load(record);
       // A deferred deletion a crash (or a close that did not settle) left: finish it now.

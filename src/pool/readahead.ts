@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { LRUCache } from "lru-cache";
 import { type IoContext, planRead, readRange, readTask, scheduleRead } from "./devio.ts";
 import type { Mapping } from "./maptree.ts";
 import type { DeviceId } from "./types.ts";
@@ -50,21 +51,24 @@ const MIN_WINDOW = 256 * 1024;
 const MAX_WINDOW = 4 * 1024 * 1024;
 /** How far ahead of a reader to fetch, in bytes (at least two windows). */
 const AHEAD = 4 * 1024 * 1024;
-/** Bytes fetched ahead across all devices at most; the least recently read streams give way. */
-const TOTAL_AHEAD = 32 * 1024 * 1024;
+/** Default of the bytes fetched ahead across all devices; the least recently read streams give way. */
+export const DEFAULT_READAHEAD = 32 * 1024 * 1024;
 /** Streams remembered at most. */
 const MAX_STREAMS = 64;
 
 /** Sequential read detection and a few windows of read-ahead per device. */
 export class Readahead {
   readonly #ctx: IoContext;
-  /** In least recently read order. */
-  readonly #streams = new Map<DeviceId, Stream>();
+  /** Bytes fetched ahead at most, across all devices (0: no read-ahead). */
+  readonly #total: number;
+  /** The streams of the most recently read devices; one that falls out drops its windows. */
+  readonly #streams = new LRUCache<DeviceId, Stream>({ max: MAX_STREAMS, dispose: (stream) => this.#dropAll(stream) });
   readonly #inflight = new Set<Promise<unknown>>();
   #ahead = 0;
 
-  constructor(ctx: IoContext) {
+  constructor(ctx: IoContext, totalBytes = DEFAULT_READAHEAD) {
     this.#ctx = ctx;
+    this.#total = totalBytes;
   }
 
   /**
@@ -72,10 +76,11 @@ export class Readahead {
    * the pool's read lock, so the device does not change during the call.
    */
   async read(src: ReadSource, offset: number, length: number): Promise<Uint8Array> {
-    const stream = this.#streams.get(src.id) ?? { next: -1, windows: [] };
-    this.#streams.delete(src.id);
-    this.#streams.set(src.id, stream);
-    if (this.#streams.size > MAX_STREAMS) this.forget(this.#streams.keys().next().value!);
+    let stream = this.#streams.get(src.id);
+    if (!stream) {
+      stream = { next: -1, windows: [] };
+      this.#streams.set(src.id, stream);
+    }
 
     const sequential = offset === stream.next && length > 0 && length <= MAX_WINDOW;
     stream.next = offset + length;
@@ -101,9 +106,7 @@ export class Readahead {
 
   /** Forgets device `id`'s stream (the device was deleted, or is no longer read). */
   forget(id: DeviceId): void {
-    const stream = this.#streams.get(id);
-    this.#streams.delete(id);
-    if (stream) this.#dropAll(stream);
+    this.#streams.delete(id); // its dispose drops the windows
   }
 
   /** Drops every window and waits for fetches still running (the pool is closing). */
@@ -119,7 +122,7 @@ export class Readahead {
     const target = from + Math.max(AHEAD, 2 * size);
     while (at < target && at < src.size) {
       const length = Math.min(size, src.size - at);
-      if (this.#ahead + length > TOTAL_AHEAD && !this.#evictOther(stream)) return;
+      if (this.#ahead + length > this.#total && !this.#evictOther(stream)) return;
       stream.windows.push(this.#fetch(src, at, length));
       this.#ahead += length;
       at += length;
@@ -147,8 +150,8 @@ export class Readahead {
 
   /** Drops the windows of the least recently read other stream that has any; false if none. */
   #evictOther(keep: Stream): boolean {
-    for (const stream of this.#streams.values()) {
-      if (stream !== keep && stream.windows.length) {
+    for (const stream of this.#streams.rvalues()) {
+      if (stream && stream !== keep && stream.windows.length) {
         this.#dropAll(stream);
         return true;
       }

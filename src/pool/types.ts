@@ -61,6 +61,12 @@ export interface PoolOpenOptions {
    * the deletions stay pending and counted until a process that changes the pool opens it.
    */
   resumeDeletions?: boolean;
+  /**
+   * Bytes read ahead at most across the pool's devices, for sequential readers (default
+   * 32 MiB; 0 turns read-ahead off). With the layer store's lookup caches, this bounds
+   * what the pool caches; the block maps themselves are its metadata, held whole.
+   */
+  readahead?: number;
 }
 
 /** What {@linkcode Pool.status} reports, after dm-thin's status line. */

@@ -371,6 +371,23 @@ describe("sequential reads (read-ahead)", () => {
     return out;
   }
 
+  it("take a settable bound: 0 turns read-ahead off (reads stay exact), a bad bound is EINVAL", async () => {
+    await withTmp(async (dir) => {
+      await (await Pool.create(dir, { dataSize: 16 * MiB })).close();
+      await assert.rejects(Pool.open(dir, { readahead: -1 }), { code: "EINVAL" });
+      await assert.rejects(Pool.open(dir, { readahead: 1.5 }), { code: "EINVAL" });
+      const pool = await Pool.open(dir, { readahead: 0 });
+      try {
+        await pool.createThin(1, SIZE);
+        const want = bytes(SIZE, 3);
+        await pool.device(1).write(0, want);
+        assert.deepEqual(await readAll(pool, 1, 256 * 1024), want);
+      } finally {
+        await pool.close();
+      }
+    });
+  });
+
   it("read whole devices in chunks of any size, holes included", async () => {
     await withPool(async (pool) => {
       await pool.createThin(1, SIZE);
