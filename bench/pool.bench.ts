@@ -292,11 +292,18 @@ async function streaming(dir: string): Promise<void> {
   }
 }
 
+/** Heap and array-buffer bytes in use (map leaves are typed arrays), after a GC when exposed (`npm run bench` does). */
+function heapBytes(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
 /** Section 4: createSnapshot against the origin's size. */
 async function snapshots(dir: string): Promise<void> {
   const blocks = BIG_DEVICE / BS;
   const fewBlocks = 160;
-  const pool = await Pool.create(path.join(dir, "pool"), { dataSize: BIG_DEVICE + 1024 * BS, blockSize: BS });
+  const pool = await Pool.create(path.join(dir, "pool"), { dataSize: BIG_DEVICE + 2048 * BS, blockSize: BS });
   try {
     const SMALL = 1;
     const LARGE = 2;
@@ -307,6 +314,7 @@ async function snapshots(dir: string): Promise<void> {
     for (let k = 0; k < fewBlocks; k++) await pool.device(SMALL).write(k * stride * BS, one);
     const large = pool.device(LARGE);
     const BATCH = 256;
+    const memBefore = heapBytes();
     const fillMs = await timeMs(async () => {
       for (let b = 0; b < blocks; b += BATCH) {
         const writes: Promise<void>[] = [];
@@ -317,6 +325,22 @@ async function snapshots(dir: string): Promise<void> {
       await pool.commit();
     });
     progress(`mapped ${blocks} blocks in ${(fillMs / 1000).toFixed(1)} s`);
+    const perBlock = (heapBytes() - memBefore) / blocks;
+    // Snapshots that each write one block: each gets its own path of map nodes.
+    const DIVERGED = 1000;
+    const memSnap = heapBytes();
+    for (let i = 0; i < DIVERGED; i++) {
+      await pool.createSnapshot(20_000 + i, LARGE);
+      await pool.device(20_000 + i).write(((i * 7919) % blocks) * BS, one);
+    }
+    const perSnapshot = (heapBytes() - memSnap) / DIVERGED;
+    for (let i = 0; i < DIVERGED; i++) await pool.deleteDevice(20_000 + i);
+    await pool.commit();
+    emit({
+      bench: B, name: `memory of the block maps: per mapped block (${blocks.toLocaleString("en")} mapped), per snapshot that wrote one block (${DIVERGED})`,
+      value: perBlock, unit: "B/block", detail: `${perBlock.toFixed(1)} bytes per mapped block (a 100 GiB pool fully mapped: ~${(perBlock * 100 * GiB / BS / 2 ** 20).toFixed(0)} MiB ` +
+        `plus its 4-byte-per-block space map); ${(perSnapshot / 1024).toFixed(1)} KiB per snapshot that wrote one block; heap + array buffers${(globalThis as { gc?: unknown }).gc ? ", after a forced GC" : ", without a forced GC (run with --expose-gc)"}`,
+    });
     if (pool.usage(SMALL).mapped !== fewBlocks || pool.usage(LARGE).mapped !== blocks) throw new Error("the origins are not mapped as planned");
 
     let nextId = 10_000;

@@ -50,10 +50,10 @@ for (const n of wanted) if (!available.includes(n)) usage(`no bench/${n}.bench.t
 const benches = wanted.length ? available.filter((n) => wanted.includes(n)) : available;
 
 const runtimes = [];
-if (!denoOnly) runtimes.push({ id: "node", label: "Node", cmd: process.execPath, args: (f) => ["--import", "tsx", f], version: process.version });
+if (!denoOnly) runtimes.push({ id: "node", label: "Node", cmd: process.execPath, args: (f) => ["--expose-gc", "--import", "tsx", f], version: process.version });
 if (!nodeOnly) {
   const v = spawnSync(denoBin, ["--version"], { encoding: "utf8" });
-  runtimes.push({ id: "deno", label: "Deno", cmd: denoBin, args: (f) => ["run", "-A", f], version: v.stdout?.split("\n")[0]?.replace(/^deno /, "v").replace(/ \(.*/, "") ?? "?" });
+  runtimes.push({ id: "deno", label: "Deno", cmd: denoBin, args: (f) => ["run", "-A", "--v8-flags=--expose-gc", f], version: v.stdout?.split("\n")[0]?.replace(/^deno /, "v").replace(/ \(.*/, "") ?? "?" });
 }
 
 /** bench -> { rows: Map(name -> { goal, byRuntime }), notes: Set, runs: Map(runtime -> status) } */
