@@ -72,4 +72,11 @@ export class LookupCache {
   setListing(layer: LayerId, dir: LayerPath, names: ReadonlyMap<string, Ino>): void {
     this.#listings.set(`${layer}:${dir}`, names);
   }
+
+  /** Forgets everything: for a repair, the one thing that changes frozen layers. */
+  clear(): void {
+    this.#entries.clear();
+    this.#inodes.clear();
+    this.#listings.clear();
+  }
 }

@@ -83,6 +83,8 @@ export class LayerStore {
   readonly #layers = new Map<LayerId, Layer>();
   readonly #byName = new Map<string, Layer>();
   readonly #devices = new Map<LayerId, ThinDevice>();
+  /** Layers whose parent is missing, kept (parentless) for check and repair when opened with `salvage`. */
+  readonly #orphans = new Set<Layer>();
   readonly #catalog: Catalog;
   readonly #host: FsHost;
   #layerHost: LayerHost | undefined;
@@ -186,7 +188,7 @@ export class LayerStore {
       throw storeError("EINVAL", "open", pool.dir, "the layer store's root record is of a format this build does not read");
     }
     const store = new LayerStore(pool, root, cache);
-    await store.#loadLayers();
+    await store.#loadLayers(options.salvage === true);
     await store.#catalog.loadRecords();
     pool.attach(PARTICIPANT, store.#catalog.participant(() => store.#busy === 0));
     await store.#exclusive(async () => {
@@ -202,7 +204,7 @@ export class LayerStore {
     return store;
   }
 
-  async #loadLayers(): Promise<void> {
+  async #loadLayers(salvage: boolean): Promise<void> {
     for (const layer of await loadLayers(this.pool, this.#catalog.root, this.#totalPages, this.#pagesPerBlock)) {
       this.#layers.set(layer.id, layer);
       this.#byName.set(layer.record.name, layer);
@@ -210,6 +212,10 @@ export class LayerStore {
     for (const layer of this.#layers.values()) {
       if (!layer.record.parent) continue;
       const parent = this.#layers.get(layer.record.parent);
+      if (!parent && salvage) {
+        this.#orphans.add(layer);
+        continue;
+      }
       if (!parent) throw storeError("EIO", "open", this.pool.dir, `layer '${layer.record.name}' names parent ${layer.record.parent}, which is missing`);
       layer.parent = parent;
       parent.children++;
@@ -690,14 +696,23 @@ export class LayerStore {
   }
 
   /**
-   * Repairs what {@linkcode fsck} finds in active layers and commits; returns one line
-   * per change, or per finding left alone in an immutable layer.
+   * Repairs what {@linkcode fsck} finds (see repair.ts: derived metadata is rebuilt in every
+   * layer, what cannot be derived is dropped, layers whose parent is missing go) and
+   * commits; returns one line per change. What it cannot repair, fsck still reports.
    */
   repair(): Promise<string[]> {
     return this.#mutate("repair", async () => {
-      const { changes, changed } = await repairLayers(this.pool, this.#host, [...this.#layers.values()]);
+      const { changes, changed, drop } = await repairLayers(this.pool, this.#host, [...this.#layers.values()], {
+        orphans: this.#orphans, baseDevice: this.#catalog.root.baseDevice,
+      });
+      const live = new Set(this.pool.devices().map((d) => d.id));
+      for (const layer of drop) {
+        if (live.has(layer.record.device)) await this.pool.deleteDevice(layer.record.device);
+        this.#orphans.delete(layer);
+        this.#unregister(layer);
+      }
       for (const layer of changed) this.#catalog.markDirty(layer);
-      if (this.#catalog.hasChanges) await this.#commit();
+      if (this.#catalog.hasChanges || drop.length > 0 || changes.length > 0) await this.#commit();
       return changes;
     });
   }
@@ -711,7 +726,7 @@ export class LayerStore {
   fsck(): Promise<FsckReport> {
     return this.#exclusive(() => {
       this.#checkOpen("fsck");
-      return checkStore(this.pool, this.#view, [...this.#layers.values()], this.#catalog.root.baseDevice);
+      return checkStore(this.pool, this.#view, [...this.#layers.values()], this.#catalog.root.baseDevice, this.#orphans);
     });
   }
 

@@ -26,6 +26,12 @@ export interface LayerStoreOptions {
   ioThreads?: number;
   /** Finish deferred deletions an earlier process left pending (default true); see `PoolOpenOptions`. */
   resumeDeletions?: boolean;
+  /**
+   * Open a damaged store for `check` and `repair`: a layer whose parent is missing is set
+   * aside (check reports it, repair drops it and the layers above it) instead of failing
+   * the open with EIO. Other calls must not use such a layer.
+   */
+  salvage?: boolean;
   /** Bytes the pool reads ahead at most (default 32 MiB, 0 off); see `PoolOpenOptions`. */
   readahead?: number;
 }

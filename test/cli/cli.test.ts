@@ -372,18 +372,66 @@ describe("thinstack CLI", { concurrency: true }, () => {
       // The pool's metadata is whole again: the store opens, status needs no check.
       assert.match((await ts(["status"], r)).stdout, / 0\/128 - rw discard_passdown error_if_no_space -\n$/);
       assert.deepEqual(JSON.parse((await ts(["ls", "--json"], r)).stdout).map((l: { name: string }) => l.name), ["c"]);
-      // The file data whose mappings were lost cannot come back. Today the layer store's
-      // repair does not drop the extents of such files, so check keeps reporting them (and
-      // only them); a repair that drops them must say so, and then check passes.
-      const last = await thinstack(["check"], r);
-      if (last.code === 0) {
-        assert.match(repaired.stdout, /^c: /m, "a repair that dropped lost file data reports it");
-      } else {
-        assert.equal(last.code, 1);
-        const faults = last.stdout.split("\n").filter((l) => l.startsWith("fault: "));
-        assert.ok(faults.length > 0 && faults.every((l) => l.startsWith("fault: c: ")), `only layer c's lost data is reported:\n${last.stdout}`);
-        assert.match(last.stdout, /^fault: c: block \d+ holds file data but is not mapped$/m);
-      }
+      // The file data whose mappings were lost cannot come back: repair drops it from the
+      // file (it reads as zeros), says so, and then check passes.
+      assert.match(repaired.stdout, /^c: inode \d+ \(\/f\): its data in device blocks that are not mapped is lost: dropped \d+ page\(s\) of it, which read as zeros now$/m);
+      assert.match((await ts(["check"], r)).stdout, /: no faults\n$/);
+      assert.deepEqual(new Uint8Array((await ts(["cat", "c:/f"], r)).bytes), new Uint8Array(blob.length));
+
+      /** Rewrites every metadata file of layer `name` (its base and journal files) through `fn`. */
+      const editLayer = async (name: string, fn: (v: Record<string, any>) => void) => {
+        const meta = path.join(root, "metadata");
+        const files = (await fs.readdir(meta)).filter((n) => /^layer-\d+(-j)?\./.test(n));
+        let id: string | undefined;
+        for (const n of files) if ((decodeCbor(await fs.readFile(path.join(meta, n))) as { record?: { name: string } }).record?.name === name) id = /^layer-(\d+)/.exec(n)![1];
+        assert.ok(id, `no metadata file holds layer '${name}'`);
+        for (const n of files.filter((n) => new RegExp(`^layer-${id}(-j)?\\.`).test(n))) {
+          const v = decodeCbor(await fs.readFile(path.join(meta, n))) as Record<string, any>;
+          fn(v);
+          await fs.writeFile(path.join(meta, n), encodeCbor(v));
+        }
+      };
+
+      // A layer whose parent is missing: the store does not open, check says why (exit 1),
+      // repair drops the layer (its tree cannot be derived without the parent).
+      await ts(["commit", "img", "c"], r);
+      await ts(["prepare", "d", "img"], r);
+      await editLayer("d", (v) => {
+        if (v.record) v.record.parent = 99;
+      });
+      fails(await thinstack(["ls"], r), 1, /layer 'd' names parent 99, which is missing/, /thinstack repair/);
+      const orphan = await thinstack(["check"], r);
+      assert.equal(orphan.code, 1);
+      assert.match(orphan.stdout, /^fault: d: names parent layer 99, which is missing$/m);
+      const dropped = await ts(["repair"], r);
+      assert.match(dropped.stdout, /^d: dropped the layer and its device: names parent layer 99, which is missing\n1 change\(s\)\n$/);
+      assert.match((await ts(["check"], r)).stdout, /: no faults\n$/);
+      assert.deepEqual(JSON.parse((await ts(["ls", "--json"], r)).stdout).map((l: { name: string }) => l.name), ["img"]);
+
+      // What repair cannot fix (two files sharing device pages) stays a fault: repair says
+      // so and exits 1, and counts only what it did change.
+      await ts(["prepare", "e", "img"], r);
+      await fs.writeFile(path.join(dir, "a"), pattern(8192, 3));
+      await fs.writeFile(path.join(dir, "b"), pattern(8192, 4));
+      await ts(["cp", path.join(dir, "a"), "e:/a"], r);
+      await ts(["cp", path.join(dir, "b"), "e:/b"], r);
+      let payload: number[] | undefined;
+      await editLayer("e", (v) => {
+        for (const [, s] of (v.inodes ?? []) as [number, unknown[] | null][]) {
+          if (!s || !Array.isArray(s[10])) continue;
+          if (payload === undefined) payload = s[10] as number[];
+          else s[10] = [...payload];
+        }
+      });
+      const unfixable = await thinstack(["repair"], r);
+      assert.equal(unfixable.code, 1, unfixable.stdout);
+      assert.match(unfixable.stdout, /^e: freed pages \d+\+\d+, which no file used$/m);
+      assert.match(unfixable.stdout, /^\d+ change\(s\)\nfault: e: inodes \d+ and \d+ share device page \d+\n1 fault\(s\) remain that repair cannot fix\n$/m);
+      assert.doesNotMatch(unfixable.stdout, /left alone|cannot repair/);
+      const nothing = await thinstack(["repair"], r);
+      assert.equal(nothing.code, 1);
+      assert.match(nothing.stdout, /^no changes\nfault: e: inodes \d+ and \d+ share device page \d+\n1 fault\(s\) remain that repair cannot fix\n$/);
+      assert.equal((await thinstack(["check"], r)).code, 1);
     });
   });
 

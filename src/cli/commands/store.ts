@@ -118,15 +118,7 @@ export function storeCommands(cmd: Command): void {
     .action(async (_o, c: Command) => {
       const root = rootOf(c);
       const failed = await withExisting(root, async () => {
-        const report = await checkPool(root);
-        const faults = [...report.faults];
-        if (faults.length === 0) {
-          try {
-            faults.push(...await withStore(c, (store) => store.check()));
-          } catch (e) {
-            faults.push(`the layer store cannot be opened: ${errorLine(e).slice("thinstack: ".length).trim()}`);
-          }
-        }
+        const { report, faults } = await checkAll(root);
         for (const n of report.notes) out(`note: ${n}\n`);
         for (const f of faults) out(`fault: ${f}\n`);
         out(`${report.devices} devices, ${report.mappedBlocks} mapped blocks, ${report.usedBlocks} blocks in use: ${faults.length ? `${faults.length} fault(s)` : "no faults"}\n`);
@@ -136,23 +128,29 @@ export function storeCommands(cmd: Command): void {
     });
 
   cmd.command("repair")
-    .description("rebuild what can be derived, drop what cannot, and report each change (thin_repair)")
+    .description("rebuild what can be derived, drop what cannot, and report each change (thin_repair); exits 1 if faults remain")
     .action(async (_o, c: Command) => {
       const root = rootOf(c);
-      await withExisting(root, async () => {
+      const failed = await withExisting(root, async () => {
         const changes = await repairPool(root);
         for (const line of changes) out(`${line}\n`);
         let layerChanges: string[];
         try {
-          layerChanges = await withStore(c, (store) => store.repair());
+          layerChanges = await withSalvaged(root, (store) => store.repair());
         } catch (e) {
           out(changes.length ? `${changes.length} change(s) to the pool metadata\n` : "");
           throw e;
         }
         for (const line of layerChanges) out(`${line}\n`);
         const n = changes.length + layerChanges.length;
-        out(n ? `${n} change(s)\n` : "nothing to repair\n");
+        // What the repair could not fix is still a fault: check again, as `check` would.
+        const { faults } = await checkAll(root);
+        out(n ? `${n} change(s)\n` : faults.length ? "no changes\n" : "nothing to repair\n");
+        for (const f of faults) out(`fault: ${f}\n`);
+        if (faults.length) out(`${faults.length} fault(s) remain that repair cannot fix\n`);
+        return faults.length > 0;
       });
+      if (failed) throw new Exit(1);
     });
 
   cmd.command("dump")
@@ -185,6 +183,47 @@ export function storeCommands(cmd: Command): void {
         const r = await store.pool.trim();
         out(`Trimmed ${r.blocks} free blocks (${formatBytes(r.blocks * store.pool.blockSize)}) in ${r.ranges} ranges${r.method === "none" ? "" : ` with ${r.method}`}\n`);
       }));
+}
+
+/**
+ * Opens the store for check or repair (a layer whose parent is missing does not stop it:
+ * see `salvage`), runs `fn` and closes it. Call holding the store's lock.
+ */
+async function withSalvaged<T>(root: string, fn: (store: LayerStore) => Promise<T>): Promise<T> {
+  let store: LayerStore;
+  try {
+    store = await LayerStore.open(root, { salvage: true });
+  } catch (e) {
+    const err = e as { message?: string; code?: string };
+    throw Object.assign(new Error(`cannot open the store at '${root}': ${String(err.message ?? e).split("\n")[0]}`), { code: err.code ?? "EIO", cause: e });
+  }
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** The pool's check, then (when the pool is whole) the layers': every fault, one line each. */
+async function checkAll(root: string): Promise<{ report: Awaited<ReturnType<typeof checkPool>>; faults: string[] }> {
+  const report = await checkPool(root);
+  const faults = [...report.faults];
+  if (faults.length > 0) return { report, faults };
+  let store: LayerStore;
+  try {
+    store = await LayerStore.open(root, { salvage: true });
+  } catch (e) {
+    faults.push(`the layer store cannot be opened: ${errorLine(e).slice("thinstack: ".length).trim()}`);
+    return { report, faults };
+  }
+  try {
+    faults.push(...await store.check());
+  } catch (e) {
+    faults.push(`the layer store's check failed: ${errorLine(e).slice("thinstack: ".length).trim()}`);
+  } finally {
+    await store.close();
+  }
+  return { report, faults };
 }
 
 async function readStdin(): Promise<string> {
