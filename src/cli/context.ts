@@ -8,6 +8,7 @@ import { METADATA_DIR } from "../pool/pool.ts";
 import { ROOT_FILE } from "../pool/metastore.ts";
 import type { AutoextendEvent } from "../pool/types.ts";
 import { withLock } from "../common/pidlock.ts";
+import { printOut } from "./stdout.ts";
 
 /** The store directory: --root, else $THINSTACK_ROOT, else ./.thinstack. */
 export function rootOf(cmd: Command): string {
@@ -94,9 +95,9 @@ export function autoextendLine(e: AutoextendEvent, store: LayerStore): string {
     `grew the data file from ${formatBytes(e.fromBlocks * bs)} to ${formatBytes(e.toBlocks * bs)} (thin_pool_autoextend_percent ${autoextendPercent})`;
 }
 
-/** Writes to stdout. */
+/** Writes to stdout (nothing once its reader has gone away: see stdout.ts). */
 export function out(text: string): void {
-  process.stdout.write(text);
+  printOut(text);
 }
 
 /** Writes a `thinstack: ...` line to stderr: news that is not the command's output. */

@@ -1,11 +1,13 @@
 /**
  * The `thinstack` command: an operator's view of a store, after Docker's devicemapper
  * guide and thin-provisioning-tools. Under Node run it as `npx thinstack`; under Deno as
- * `deno run -A src/cli/main.ts`.
+ * `deno run -A src/cli/bin.mjs` (the same entry, package.json's bin; `deno run -A
+ * src/cli/main.ts` works too).
  *
  * Exit codes: 0 on success, 1 when a command fails (one `thinstack: ...` line on stderr)
  * or finds faults (`check`), 2 for a usage error (an unknown command or option, a bad
- * size or percentage).
+ * size or percentage), 141 (as a shell reports a command killed by SIGPIPE) and nothing on
+ * stderr when the reader of stdout went away (`thinstack cat KEY:/big | head`).
  *
  * @module
  */
@@ -14,8 +16,10 @@ import { storeCommands } from "./commands/store.ts";
 import { layerCommands } from "./commands/layers.ts";
 import { fileCommands } from "./commands/files.ts";
 import { imageCommands } from "./commands/images.ts";
+import { showSizeDefaults } from "./args.ts";
 import { VERSION } from "./info.ts";
 import { errorLine, Exit } from "./output.ts";
+import { EPIPE_EXIT, isStdoutClosed, stdoutClosed, watchStdout } from "./stdout.ts";
 
 /** Builds the program. */
 export function program(): Command {
@@ -29,6 +33,7 @@ export function program(): Command {
   layerCommands(cmd);
   fileCommands(cmd);
   imageCommands(cmd);
+  showSizeDefaults(cmd);
   // Usage errors as one line, like every other error, naming where the usage is.
   for (const c of [cmd, ...cmd.commands]) {
     const help = c === cmd ? "thinstack --help" : `thinstack ${c.name()} --help`;
@@ -43,10 +48,12 @@ export function program(): Command {
 /** Runs the CLI with `argv` (without the runtime and script); resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const cmd = program();
+  watchStdout();
   try {
     await cmd.parseAsync(argv, { from: "user" });
-    return 0;
+    return stdoutClosed() ? EPIPE_EXIT : 0;
   } catch (e) {
+    if (isStdoutClosed(e)) return EPIPE_EXIT;
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     if (e instanceof Exit) return e.code;
     process.stderr.write(errorLine(e));
@@ -55,7 +62,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-// Deno sets import.meta.main; Node has none (bin.mjs calls main itself, or `tsx main.ts`).
+// Deno sets import.meta.main (false when bin.mjs imports this); Node has none (bin.mjs calls
+// main itself, or `tsx main.ts`).
 // Read through a cast: augmenting ImportMeta would clash with Deno's own declaration.
 if ((import.meta as { main?: boolean }).main ?? process.argv[1]?.endsWith("main.ts")) {
   const argv = typeof Deno !== "undefined" ? Deno.args : process.argv.slice(2);

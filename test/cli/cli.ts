@@ -1,7 +1,7 @@
 /**
  * Running the `thinstack` CLI as a user would, in a child process under the runtime
- * running the tests: `node src/cli/bin.mjs ...` under Node, `deno run -A --no-lock
- * src/cli/main.ts ...` under Deno.
+ * running the tests, through package.json's bin: `node src/cli/bin.mjs ...` under Node,
+ * `deno run -A --no-lock src/cli/bin.mjs ...` under Deno.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -13,12 +13,12 @@ import { isDeno } from "../helpers/runtime.ts";
 
 declare const Deno: { execPath(): string } | undefined;
 
-const BIN = fileURLToPath(new URL("../../src/cli/bin.mjs", import.meta.url));
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+/** The bin entry, src/cli/bin.mjs: the same file under both runtimes. */
+export const BIN = fileURLToPath(new URL("../../src/cli/bin.mjs", import.meta.url));
 
 /** The command line that runs the CLI with `args` under this runtime. */
 export function cliCommand(args: string[]): [string, string[]] {
-  if (isDeno) return [Deno!.execPath(), ["run", "-A", "--no-lock", MAIN, ...args]];
+  if (isDeno) return [Deno!.execPath(), ["run", "-A", "--no-lock", BIN, ...args]];
   return [process.execPath, [BIN, ...args]];
 }
 

@@ -14,6 +14,7 @@ import type { LayerFs } from "../../layers/mod.ts";
 import { layerPath } from "../args.ts";
 import { withStore } from "../context.ts";
 import { type Progress, progress } from "../progress.ts";
+import { isStdoutClosed, pipeOut } from "../stdout.ts";
 
 const CHUNK = 1024 * 1024;
 
@@ -100,8 +101,17 @@ function layerSide(lfs: LayerFs): Side {
   };
 }
 
-async function exists(side: Side, p: string) {
-  return await side.lstat(p).catch(() => undefined);
+/** Waits until `w` can take more, or is closed (a destroyed entry never drains). */
+function writable(w: { on(e: string, f: () => void): unknown; off(e: string, f: () => void): unknown }): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      w.off("drain", done);
+      w.off("close", done);
+      resolve();
+    };
+    w.on("drain", done);
+    w.on("close", done);
+  });
 }
 
 /** Copies a file, symlink or tree from one side to the other. */
@@ -139,17 +149,37 @@ async function treeSize(side: Side, p: string): Promise<number> {
   return n;
 }
 
-/** docker cp's destination rule: into an existing directory, under the source's name. */
-async function target(to: Side, dst: string, src: string): Promise<string> {
-  const st = await exists(to, dst);
-  return st?.isDirectory() ? path.posix.join(dst, path.posix.basename(src)) : dst;
+/**
+ * docker cp's destination rule: into an existing directory, under the source's name. A
+ * destination ending in `/` names a directory: it must be one (ENOTDIR) and, unless the
+ * source is a directory (made there), exist (ENOENT), where without the `/` a file of that
+ * name would be made. `shown` is the destination as the user gave it, for the error.
+ */
+async function target(to: Side, dst: string, src: string, srcIsDir: boolean, shown: string): Promise<string> {
+  const dirOnly = dst.length > 1 && dst.endsWith("/");
+  const notDir = () => storeError("ENOTDIR", "cp", shown, "a destination ending in '/' names a directory, and this is not one");
+  let st: Awaited<ReturnType<Side["lstat"]>> | undefined;
+  try {
+    st = await to.lstat(dst);
+  } catch (e) {
+    if (dirOnly && (e as { code?: string }).code === "ENOTDIR") throw notDir();
+  }
+  if (st?.isDirectory()) return path.posix.join(dst, path.posix.basename(src));
+  if (dirOnly && st) throw notDir();
+  if (dirOnly && !srcIsDir) {
+    throw storeError("ENOENT", "cp", shown, "a destination ending in '/' names a directory, which must exist (as with docker cp)");
+  }
+  return dst;
 }
 
-/** Writes `src` of a layer (a file or a tree) to stdout as a tar stream, one file at a time. */
+/**
+ * Writes `src` of a layer (a file or a tree) to stdout as a tar stream, one file at a time.
+ * When stdout fails (its reader went away) the walk stops too, and stdout's error is the
+ * one thrown.
+ */
 async function packTree(lfs: LayerFs, src: string): Promise<void> {
   const pack = tar.pack();
-  const done = pipeline(pack, process.stdout);
-  done.catch(() => {}); // awaited below; a failed walk must not leave it unhandled
+  const written = pipeOut(pack as AsyncIterable<Uint8Array>); // leaving it early destroys pack: the walk's next entry fails
   const walk = async (p: string, name: string) => {
     const st = await lfs.lstat(p);
     const header = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: new Date(st.mtimeMs) };
@@ -162,7 +192,8 @@ async function packTree(lfs: LayerFs, src: string): Promise<void> {
         const entry = pack.entry({ ...header, size: st.size }, (err) => (err ? reject(err) : resolve()));
         (async () => {
           for await (const c of layerSide(lfs).readChunks(p)) {
-            if (!entry.write(c)) await new Promise<void>((r) => entry.once("drain", () => r()));
+            if (!entry.write(c)) await writable(entry);
+            if (entry.destroyed) throw new Error("tar entry destroyed");
           }
           entry.end(() => {});
         })().catch((e) => {
@@ -172,14 +203,17 @@ async function packTree(lfs: LayerFs, src: string): Promise<void> {
       });
     }
   };
-  try {
-    await walk(src, path.posix.basename(src) || ".");
-  } catch (e) {
-    pack.destroy(e as Error);
-    throw e;
-  }
-  pack.finalize();
-  await done;
+  const walked = walk(src, path.posix.basename(src) || ".").then(
+    () => pack.finalize(),
+    (e) => {
+      pack.destroy(e as Error);
+      throw e;
+    },
+  );
+  const [w, o] = await Promise.allSettled([walked, written]);
+  if (o.status === "rejected" && isStdoutClosed(o.reason)) throw o.reason;
+  if (w.status === "rejected") throw w.reason;
+  if (o.status === "rejected") throw o.reason;
 }
 
 /**
@@ -242,7 +276,8 @@ export function fileCommands(cmd: Command): void {
           if (dst === "-") return await packTree(store.fs(s.key), s.path);
           const bar = progress("cp", await treeSize(from, s.path));
           try {
-            await copyTree(from, s.path, host, await target(host, dst, s.path), bar);
+            const isDir = (await from.lstat(s.path)).isDirectory();
+            await copyTree(from, s.path, host, await target(host, dst, s.path, isDir, dst), bar);
           } finally {
             bar.stop();
           }
@@ -254,7 +289,8 @@ export function fileCommands(cmd: Command): void {
           }
           const bar = progress("cp", await treeSize(host, src));
           try {
-            await copyTree(host, path.resolve(src), to, await target(to, d!.path, src), bar);
+            const isDir = (await host.lstat(src)).isDirectory();
+            await copyTree(host, path.resolve(src), to, await target(to, d!.path, src, isDir, dst), bar);
           } finally {
             bar.stop();
           }
@@ -271,8 +307,6 @@ export function fileCommands(cmd: Command): void {
         if (!p) throw Object.assign(new Error(`'${spec}' is not KEY:/path`), { code: "EINVAL" });
         const lfs = store.fs(p.key);
         if ((await lfs.stat(p.path)).isDirectory()) throw storeError("EISDIR", "cat", spec, "a directory; copy it out with 'thinstack cp'");
-        for await (const chunk of layerSide(lfs).readChunks(p.path)) {
-          if (!process.stdout.write(chunk)) await new Promise<void>((r) => process.stdout.once("drain", () => r()));
-        }
+        await pipeOut(layerSide(lfs).readChunks(p.path));
       }));
 }

@@ -16,6 +16,7 @@ import { tap } from "../../interchange/tap.ts";
 import { note, out, withStore } from "../context.ts";
 import { json, table } from "../output.ts";
 import { type Progress, progress, progressHook } from "../progress.ts";
+import { pipeOut } from "../stdout.ts";
 
 const FORMATS = ["oci", "docker"] as const;
 type Format = typeof FORMATS[number];
@@ -36,13 +37,6 @@ function platformArg(value: string): Platform {
   }
   const [os, architecture, variant] = parts;
   return { os, architecture, ...(variant ? { variant } : {}) };
-}
-
-/** Writes chunks to stdout, waiting when it is full. */
-async function toStdout(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-  for await (const chunk of chunks) {
-    if (!process.stdout.write(chunk)) await new Promise<void>((r) => process.stdout.once("drain", () => r()));
-  }
 }
 
 const count = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
@@ -81,7 +75,9 @@ export function imageCommands(cmd: Command): void {
     .action((key: string, o: { output?: string }, c: Command) =>
       withStore(c, async (store) => {
         const tar = store.diff(key); // an unknown layer fails here, before FILE is made
-        if (!o.output) return await toStdout(tar);
+        // When stdout fails, the tar is left half-written rather than closed: closing a
+        // changeset stream while its writer waits on an entry can hang (interchange/tarwrite.ts).
+        if (!o.output) return await pipeOut(tar, { abandon: true });
         try {
           await writeChunks(o.output, tar, 0o644, "w");
         } catch (e) {

@@ -9,7 +9,7 @@ import { PAGE } from "../../layers/inode.ts";
 import { checkPool, repairPool } from "../../pool/check.ts";
 import { dumpPool, restorePool } from "../../pool/dump.ts";
 import { DATA_FILE, METADATA_DIR } from "../../pool/pool.ts";
-import { percentArg, sizeArg } from "../args.ts";
+import { checkDataSize, percentArg, sizeArg } from "../args.ts";
 import { hasStore, openStore, out, rootOf, withExisting, withStore } from "../context.ts";
 import { withLock } from "../../common/pidlock.ts";
 import { infoFields, offlineStatus, statusLine } from "../info.ts";
@@ -37,6 +37,7 @@ export function storeCommands(cmd: Command): void {
         throw storeError("EINVAL", "init", root, `--base-size ${formatBytes(o.baseSize)} must be a whole number of 4 KiB pages and at least one pool block (${formatBytes(o.blockSize)})`);
       }
       if (o.minFreeSpace > 99) throw storeError("EINVAL", "init", root, `--min-free-space ${o.minFreeSpace}% leaves no space for layers; use at most 99%`);
+      checkDataSize(o.dataSize, o.blockSize, "init", root, false);
       // What init may leave behind when it fails half-way, and so must take away again.
       const before = { root: await exists(root), data: await exists(path.join(root, DATA_FILE)), meta: await exists(path.join(root, METADATA_DIR)) };
       await fs.mkdir(root, { recursive: true });
@@ -107,7 +108,8 @@ export function storeCommands(cmd: Command): void {
     .description("grow (or shrink, down to what is used) the data file")
     .requiredOption("--data-size <size>", "the new data file size", sizeArg)
     .action((o, c: Command) =>
-      withStore(c, async (store) => {
+      withStore(c, async (store, root) => {
+        checkDataSize(o.dataSize, store.pool.blockSize, "resize", root, true);
         await store.pool.resize(o.dataSize);
         await store.pool.commit();
         out(`Data space is now ${formatBytes(store.pool.status().dataBlocks.total * store.pool.blockSize)}\n`);

@@ -1,0 +1,113 @@
+/**
+ * The command's output on stdout, and what happens when its reader goes away
+ * (`thinstack cat KEY:/big | head -c 10`): a write that fails with EPIPE ends the command
+ * as coreutils' `cat` ends under a shell's default SIGPIPE, quietly and with the status a
+ * shell reports for it (141, 128 + SIGPIPE), after the store is closed and its lock
+ * released like at the end of any command. Node and Deno both report the closed pipe as an
+ * `'error'` event on `process.stdout` (which, unheard, would crash the process); it is heard
+ * here, from {@linkcode watchStdout} on.
+ *
+ * @module
+ */
+import process from "node:process";
+import { Exit } from "./output.ts";
+
+/** The exit status of a command whose stdout reader went away: 128 + SIGPIPE, as a shell reports `cat` killed by it. */
+export const EPIPE_EXIT = 141;
+
+/** Thrown by a write to a closed stdout: the command stops, says nothing, and exits {@linkcode EPIPE_EXIT}. */
+export class StdoutClosed extends Exit {
+  constructor() {
+    super(EPIPE_EXIT);
+  }
+}
+
+let watching = false;
+/** The reader of stdout has gone away (a write failed with EPIPE). */
+let closed = false;
+/** Another failure of stdout (a full disk under `> file`): later writes throw it. */
+let failure: Error | undefined;
+
+/** Listens for stdout's errors from now on (once per process), so a closed pipe ends the command quietly. */
+export function watchStdout(): void {
+  if (watching) return;
+  watching = true;
+  process.stdout.on("error", heard);
+}
+
+function heard(e: Error): void {
+  if (isPipeError(e)) gone();
+  else failure ??= e;
+}
+
+/**
+ * The reader went away. From now on the command's producers are abandoned half-way, and a
+ * library's promise rejected by that (a tar writer's entry destroyed under it, say) with no
+ * one left to hear it is the fallout, not news: it must not crash the command's quiet end.
+ */
+function gone(): void {
+  if (closed) return;
+  closed = true;
+  process.on("unhandledRejection", () => {});
+}
+
+/** An error that says stdout's reader is gone (or came from writing after it went). */
+function isPipeError(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return code === "EPIPE" || (closed && (code === "ERR_STREAM_DESTROYED" || code === "ERR_STREAM_WRITE_AFTER_END"));
+}
+
+/** True once a write to stdout has failed with EPIPE. */
+export function stdoutClosed(): boolean {
+  return closed;
+}
+
+/** True when `e` is how the closed stdout showed itself to a command (so nothing is to be said about it). */
+export function isStdoutClosed(e: unknown): boolean {
+  return e instanceof StdoutClosed || (closed && (isPipeError(e) || (e as { code?: unknown })?.code === "ERR_STREAM_PREMATURE_CLOSE"));
+}
+
+/**
+ * Writes `chunk` to stdout and waits until it is handed on (so a long output keeps to the
+ * reader's pace); throws {@linkcode StdoutClosed} once the reader has gone away.
+ */
+export async function writeOut(chunk: Uint8Array | string): Promise<void> {
+  if (closed) throw new StdoutClosed();
+  if (failure) throw failure;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      process.stdout.write(chunk, (err?: Error | null) => (err ? reject(err) : resolve()));
+    });
+  } catch (e) {
+    if (isPipeError(e)) {
+      gone();
+      throw new StdoutClosed();
+    }
+    throw e;
+  }
+}
+
+/**
+ * Writes every chunk to stdout in turn (see {@linkcode writeOut}); stops at the first that
+ * fails, and then closes `chunks` (its `return()`, awaited) unless `abandon` is set: then
+ * `chunks` is left where it stands, never resumed (for a source whose `return()` can hang).
+ */
+export async function pipeOut(chunks: AsyncIterable<Uint8Array>, options: { abandon?: boolean } = {}): Promise<void> {
+  const it = chunks[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await it.next();
+    if (next.done) return;
+    try {
+      await writeOut(next.value);
+    } catch (e) {
+      if (!options.abandon) await it.return?.();
+      throw e;
+    }
+  }
+}
+
+/** Writes `text` to stdout without waiting (short output); nothing once the reader has gone away. */
+export function printOut(text: string): void {
+  if (closed) return;
+  process.stdout.write(text);
+}
