@@ -18,6 +18,8 @@ export interface WritableLike {
 
 /** Waits until `w` can take more, or is closed (then writing stops). */
 export function writable(w: WritableLike): Promise<void> {
+  // A destroyed stream has closed already: its "close" will not come again.
+  if (w.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       w.off("drain", done);

@@ -125,6 +125,9 @@ export class TarWriter {
       finish = (err) => (err ? reject(err) : resolve());
     });
     const sink = this.#pack.entry(header as unknown as tarStream.Header, finish);
+    // When the body fails, the error thrown below is the one reported; the entry's own
+    // callback then fails too, and must not count as an unhandled rejection.
+    done.catch(() => {});
     if (entry.type === "file") {
       const size = entry.size ?? 0;
       let written = 0;

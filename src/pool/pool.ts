@@ -27,6 +27,11 @@ import {
 } from "./types.ts";
 
 const DEFAULT_BLOCK_SIZE = 64 * 1024;
+/**
+ * Most data blocks a pool takes: each has a 32-bit reference count in memory, and map
+ * leaves hold block numbers plus one in 32 bits (2^31 keeps the counts to 8 GiB).
+ */
+export const MAX_DATA_BLOCKS = 2 ** 31;
 const DEFAULT_METADATA_SIZE = 2 * 1024 ** 3;
 /** Name of the data file inside a pool directory. */
 export const DATA_FILE = "data";
@@ -161,6 +166,7 @@ export class Pool {
       throw storeError("EEXIST", "create", dir, "a pool already exists here; open it with Pool.open");
     }
     const dataBlocks = Math.floor(dataSize / blockSize);
+    checkBlocks(dataBlocks, blockSize, "create", dir);
     const fh = await fs.open(path.join(dir, DATA_FILE), "w");
     try {
       await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
@@ -476,6 +482,7 @@ export class Pool {
         throw storeError("EINVAL", "resize", this.dir, `data size '${dataSize}' must be a whole number of bytes of at least one block`);
       }
       const blocks = Math.floor(dataSize / this.blockSize);
+      checkBlocks(blocks, this.blockSize, "resize", this.dir);
       if (blocks < this.#space.total) {
         for (let b = blocks; b < this.#space.total; b++) {
           if (this.#space.refs[b] !== 0 || this.#space.pending.has(b)) {
@@ -562,7 +569,8 @@ export class Pool {
     const { autoextendThreshold: threshold, autoextendPercent: percent } = this.#settings;
     const total = this.#space.total;
     if (threshold >= 100 || percent <= 0 || this.#space.used * 100 <= total * threshold) return;
-    const grown = total + Math.max(1, Math.ceil(total * percent / 100));
+    const grown = Math.min(MAX_DATA_BLOCKS, total + Math.max(1, Math.ceil(total * percent / 100)));
+    if (grown <= total) return;
     await fs.truncate(this.#ctx.file, grown * this.blockSize);
     this.#space.grow(grown);
     this.onAutoextend({ fromBlocks: total, toBlocks: grown, usedBlocks: this.#space.used });
@@ -772,6 +780,13 @@ export class Pool {
 
   #open(syscall: string): void {
     if (this.#closed) throw storeError("EBADF", syscall, this.dir, "the pool is closed; open it again with Pool.open");
+  }
+}
+
+function checkBlocks(blocks: number, blockSize: number, syscall: string, dir: string): void {
+  if (blocks > MAX_DATA_BLOCKS) {
+    throw storeError("EINVAL", syscall, dir,
+      `a data size of ${blocks} blocks is over the ${MAX_DATA_BLOCKS} blocks a pool takes; the largest with ${blockSize}-byte blocks is ${MAX_DATA_BLOCKS * blockSize} bytes (larger blocks allow more)`);
   }
 }
 

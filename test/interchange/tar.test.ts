@@ -161,3 +161,27 @@ test("the writer's archives read back exactly: long and non-ASCII names, binary 
     assert.match(r.stdout, /hard link to ping/);
   });
 });
+
+test("a reader that stops partway through a file's data ends the writer: no hang, no unhandled rejection", { timeout: 20_000 }, async () => {
+  const { writeTar } = await import("../../src/interchange/tarwrite.ts");
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    const chunk = new Uint8Array(64 * 1024);
+    let produced = 0;
+    for await (const _ of writeTar(async (w) => {
+      await w.add({ name: "big", type: "file", size: 256 * chunk.length, mode: 0o644, uid: 0, gid: 0, mtimeMs: 0 }, (function* () {
+        for (let i = 0; i < 256; i++) {
+          produced++;
+          yield chunk;
+        }
+      })());
+    })) break; // the first chunk (the header) is enough
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(produced < 256, `the writer stopped early (${produced} of 256 chunks)`);
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+});

@@ -367,3 +367,19 @@ describe("lookup", () => {
     });
   });
 });
+
+describe("size limits", () => {
+  it("a data size past 2^31 blocks is EINVAL at create and resize, before the file changes", async () => {
+    await withTmp(async (dir) => {
+      await assert.rejects(Pool.create(path.join(dir, "big"), { dataSize: 2 ** 31 * BS + BS }), { code: "EINVAL" });
+      const pool = await Pool.create(path.join(dir, "p"), { dataSize: 16 * BS });
+      try {
+        await assert.rejects(pool.resize(2 ** 31 * BS + BS), (e: Error & { code?: string }) => e.code === "EINVAL" && /larger blocks allow more/.test(e.message));
+        assert.equal(fs.statSync(pool.dataFile).size, 16 * BS);
+        assert.equal(pool.status().dataBlocks.total, 16);
+      } finally {
+        await pool.close();
+      }
+    });
+  });
+});
