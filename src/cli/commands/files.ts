@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import tar from "tar-stream";
 import { storeError } from "../../common/errors.ts";
+import { writable, type WritableLike } from "../../interchange/pump.ts";
 import type { LayerFs } from "../../layers/mod.ts";
 import { layerPath } from "../args.ts";
 import { withStore } from "../context.ts";
@@ -101,18 +102,6 @@ function layerSide(lfs: LayerFs): Side {
   };
 }
 
-/** Waits until `w` can take more, or is closed (a destroyed entry never drains). */
-function writable(w: { on(e: string, f: () => void): unknown; off(e: string, f: () => void): unknown }): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      w.off("drain", done);
-      w.off("close", done);
-      resolve();
-    };
-    w.on("drain", done);
-    w.on("close", done);
-  });
-}
 
 /** Copies a file, symlink or tree from one side to the other. */
 async function copyTree(from: Side, src: string, to: Side, dst: string, bar: Progress): Promise<void> {
@@ -192,7 +181,7 @@ async function packTree(lfs: LayerFs, src: string): Promise<void> {
         const entry = pack.entry({ ...header, size: st.size }, (err) => (err ? reject(err) : resolve()));
         (async () => {
           for await (const c of layerSide(lfs).readChunks(p)) {
-            if (!entry.write(c)) await writable(entry);
+            if (!entry.write(c)) await writable(entry as unknown as WritableLike);
             if (entry.destroyed) throw new Error("tar entry destroyed");
           }
           entry.end(() => {});
