@@ -16,27 +16,16 @@ const CHUNK = 1024 * 1024;
 const scratch = Buffer.alloc(CHUNK);
 const zeros = Buffer.alloc(CHUNK);
 
-// Bounded, so descriptors of closed pools are let go; the key carries the opening's id.
-const files = new LRUCache<string, number>({ max: 8, dispose: (fd) => fs.closeSync(fd) });
-/** Grows whenever a pool closes (see BlockIo.forget): every cached descriptor is let go. */
-const closes = new Int32Array(workerData.closes as SharedArrayBuffer);
-let seenCloses = Atomics.load(closes, 0);
-/** Descriptors unused this long are closed even if no task comes, so a removed pool's file is freed. */
+/** Descriptors unused this long are closed even if no task comes, so a closed pool's file is let go. */
 const IDLE_MS = 2_000;
-const lastUse = new Map<string, number>();
-setInterval(() => {
-  const now = Date.now();
-  for (const [key, t] of lastUse) if (now - t > IDLE_MS) { files.delete(key); lastUse.delete(key); }
-}, IDLE_MS).unref();
+// Keyed by the pool's opening (a closed pool's key is never used again): bounded, and an
+// entry unused for IDLE_MS expires on a timer, which runs while the worker idles (piscina's
+// "async" atomics; see BlockIo).
+const files = new LRUCache<string, number>({
+  max: 8, ttl: IDLE_MS, ttlAutopurge: true, updateAgeOnGet: true, dispose: (fd) => fs.closeSync(fd),
+});
 
 function fdFor(task: IoTask): number {
-  const c = Atomics.load(closes, 0);
-  if (c !== seenCloses) {
-    seenCloses = c;
-    files.clear();
-    lastUse.clear();
-  }
-  lastUse.set(task.key, Date.now());
   let fd = files.get(task.key);
   if (fd === undefined) {
     fd = fs.openSync(task.file, "r+");

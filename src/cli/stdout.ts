@@ -40,15 +40,9 @@ function heard(e: Error): void {
   else failure ??= e;
 }
 
-/**
- * The reader went away. From now on the command's producers are abandoned half-way, and a
- * library's promise rejected by that (a tar writer's entry destroyed under it, say) with no
- * one left to hear it is the fallout, not news: it must not crash the command's quiet end.
- */
+/** The reader went away. */
 function gone(): void {
-  if (closed) return;
   closed = true;
-  process.on("unhandledRejection", () => {});
 }
 
 /** An error that says stdout's reader is gone (or came from writing after it went). */
@@ -89,21 +83,10 @@ export async function writeOut(chunk: Uint8Array | string): Promise<void> {
 
 /**
  * Writes every chunk to stdout in turn (see {@linkcode writeOut}); stops at the first that
- * fails, and then closes `chunks` (its `return()`, awaited) unless `abandon` is set: then
- * `chunks` is left where it stands, never resumed (for a source whose `return()` can hang).
+ * fails, which closes `chunks` (the loop's exit calls its `return()`).
  */
-export async function pipeOut(chunks: AsyncIterable<Uint8Array>, options: { abandon?: boolean } = {}): Promise<void> {
-  const it = chunks[Symbol.asyncIterator]();
-  for (;;) {
-    const next = await it.next();
-    if (next.done) return;
-    try {
-      await writeOut(next.value);
-    } catch (e) {
-      if (!options.abandon) await it.return?.();
-      throw e;
-    }
-  }
+export async function pipeOut(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+  for await (const chunk of chunks) await writeOut(chunk);
 }
 
 /** Writes `text` to stdout without waiting (short output); nothing once the reader has gone away. */

@@ -50,13 +50,11 @@ export class BlockIo {
 
   readonly arena: Uint8Array;
   readonly #workers: Piscina;
-  readonly #closes: Int32Array;
   readonly #free: number[] = [];
   readonly #waiting: ((slot: number) => void)[] = [];
 
   private constructor(threads: number) {
     const sab = new SharedArrayBuffer(SLOT_SIZE * SLOTS);
-    this.#closes = new Int32Array(new SharedArrayBuffer(4));
     this.arena = new Uint8Array(sab);
     for (let i = 0; i < SLOTS; i++) this.#free.push(i * SLOT_SIZE);
     this.#workers = new Piscina({
@@ -64,20 +62,12 @@ export class BlockIo {
       minThreads: 1,
       maxThreads: threads,
       idleTimeout: 5_000,
-      workerData: { arena: sab, closes: this.#closes.buffer },
+      workerData: { arena: sab },
       // Idle workers keep running their event loop (piscina's "sync" mode parks them in
       // Atomics.wait), so their timer can close descriptors of pools that were closed.
       atomics: "async",
       execArgv: workerExecArgv(),
     });
-  }
-
-  /**
-   * Tells the workers a pool closed: each lets go of its cached descriptors at its next
-   * task (the others reopen theirs), so a closed pool's data file is not held open.
-   */
-  forget(): void {
-    Atomics.add(this.#closes, 0, 1);
   }
 
   /** Runs `fn` with a slot of the arena (its byte offset) held; waits when all are taken. */

@@ -22,29 +22,15 @@ export class MetaStore {
 
   constructor(readonly dir: string) {}
 
-  /** Writes `value` to a new file named after `prefix` and the transaction; returns the name. */
+  /** Writes `value` to a new file named after `prefix` and the transaction, synced; returns the name. */
   async write(prefix: string, transactionId: number, value: unknown): Promise<string> {
-    const bytes = encodeCbor(value);
-    let name: string;
-    let fh: fs.FileHandle;
-    for (;;) {
-      name = `${prefix}.${transactionId}.${(this.#seq++).toString(36)}.cbor`;
-      try {
-        fh = await fs.open(path.join(this.dir, name), "wx");
-        break;
-      } catch (e) {
-        // Taken by a file of the same transaction (restore and repair write at a transaction
-        // id the directory may already hold files of): the next name is as fresh.
-        if ((e as { code?: string }).code !== "EEXIST") throw e;
-      }
-    }
+    const { name, fh } = await this.#create(prefix, transactionId);
     try {
-      await fh.writeFile(bytes);
+      await this.#fill(name, fh, value);
       await fh.datasync();
     } finally {
       await fh.close();
     }
-    this.sizes.set(name, bytes.byteLength);
     return name;
   }
 
@@ -54,22 +40,30 @@ export class MetaStore {
    * file system folds into one journal commit instead of one per file.
    */
   async stage(prefix: string, transactionId: number, value: unknown): Promise<string> {
-    const bytes = encodeCbor(value);
-    let name: string;
-    let fh: fs.FileHandle;
+    const { name, fh } = await this.#create(prefix, transactionId);
+    this.#staged.push(fh);
+    await this.#fill(name, fh, value);
+    return name;
+  }
+
+  /** Opens a file under a name no file has yet. */
+  async #create(prefix: string, transactionId: number): Promise<{ name: string; fh: fs.FileHandle }> {
     for (;;) {
-      name = `${prefix}.${transactionId}.${(this.#seq++).toString(36)}.cbor`;
+      const name = `${prefix}.${transactionId}.${(this.#seq++).toString(36)}.cbor`;
       try {
-        fh = await fs.open(path.join(this.dir, name), "wx");
-        break;
+        return { name, fh: await fs.open(path.join(this.dir, name), "wx") };
       } catch (e) {
+        // Taken by a file of the same transaction (restore and repair write at a transaction
+        // id the directory may already hold files of): the next name is as fresh.
         if ((e as { code?: string }).code !== "EEXIST") throw e;
       }
     }
-    this.#staged.push(fh);
+  }
+
+  async #fill(name: string, fh: fs.FileHandle, value: unknown): Promise<void> {
+    const bytes = encodeCbor(value);
     await fh.writeFile(bytes);
     this.sizes.set(name, bytes.byteLength);
-    return name;
   }
 
   /** Makes every staged file durable (in parallel) and closes it. */

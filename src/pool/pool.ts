@@ -284,7 +284,6 @@ export class Pool {
       }
       this.#closed = true;
     });
-    this.#io.forget();
     await BlockIo.release();
     await this.#unlock();
     if (failure) throw failure;

@@ -75,9 +75,7 @@ export function imageCommands(cmd: Command): void {
     .action((key: string, o: { output?: string }, c: Command) =>
       withStore(c, async (store) => {
         const tar = store.diff(key); // an unknown layer fails here, before FILE is made
-        // When stdout fails, the tar is left half-written rather than closed: closing a
-        // changeset stream while its writer waits on an entry can hang (interchange/tarwrite.ts).
-        if (!o.output) return await pipeOut(tar, { abandon: true });
+        if (!o.output) return await pipeOut(tar);
         try {
           await writeChunks(o.output, tar, 0o644, "w");
         } catch (e) {
