@@ -17,6 +17,11 @@ export class RwLock {
   #writer = false;
   #queue: { write: boolean; wake: () => void }[] = [];
 
+  /** True while a writer holds the lock. */
+  get writing(): boolean {
+    return this.#writer;
+  }
+
   /** Runs `fn` while holding the lock shared. */
   async read<T>(fn: () => Promise<T> | T): Promise<T> {
     if (this.#writer || this.#queue.length > 0) {

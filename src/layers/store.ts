@@ -78,8 +78,6 @@ export class LayerStore {
   readonly pool: Pool;
   readonly #view: LayerView;
   readonly #lock = new RwLock();
-  /** Operations in progress under the write lock (0 or 1). */
-  #busy = 0;
   readonly #layers = new Map<LayerId, Layer>();
   readonly #byName = new Map<string, Layer>();
   readonly #devices = new Map<LayerId, ThinDevice>();
@@ -118,7 +116,7 @@ export class LayerStore {
         this.#checkLayer(layer, syscall);
         return fn();
       }),
-      writing: (layer, syscall, path, fn) => this.#exclusive(async () => {
+      writing: (layer, syscall, path, fn) => this.#lock.write(async () => {
         this.#checkLayer(layer, syscall);
         if (!layer.writable) throw storeError("EROFS", syscall, path, `layer '${layer.record.name}' is ${layer.record.kind === "view" ? "a view" : "committed"} and read-only`);
         if (layer.inTransaction) throw storeError("EBUSY", syscall, path, `layer '${layer.record.name}' is being changed by a transaction (an apply); wait for it to finish`);
@@ -179,9 +177,9 @@ export class LayerStore {
         nextIno: 1, nextLayer: 1, nextDevice: baseDevice + 1, layers: [], retired: [],
       };
       const store = new LayerStore(pool, root, cache);
-      pool.attach(PARTICIPANT, store.#catalog.participant(() => store.#busy === 0));
+      pool.attach(PARTICIPANT, store.#catalog.participant(() => !store.#lock.writing));
       await pool.createThin(baseDevice, baseSize);
-      await store.#exclusive(() => store.#commit());
+      await store.#lock.write(() => store.#commit());
       return store;
     }
     if (root.format !== ROOT_FORMAT || root.version !== ROOT_VERSION) {
@@ -190,8 +188,8 @@ export class LayerStore {
     const store = new LayerStore(pool, root, cache);
     await store.#loadLayers(options.salvage === true);
     await store.#catalog.loadRecords();
-    pool.attach(PARTICIPANT, store.#catalog.participant(() => store.#busy === 0));
-    await store.#exclusive(async () => {
+    pool.attach(PARTICIPANT, store.#catalog.participant(() => !store.#lock.writing));
+    await store.#lock.write(async () => {
       let changed = await store.#reapOrphans();
       changed = await store.#reapLeftovers() || changed;
       const live = new Set(pool.devices().map((d) => d.id));
@@ -277,7 +275,7 @@ export class LayerStore {
 
   /** Commits pending changes and closes the store and its pool. A second close does nothing. */
   async close(): Promise<void> {
-    await this.#exclusive(async () => {
+    await this.#lock.write(async () => {
       if (this.#closed) return;
       if (this.#catalog.hasChanges) await this.#commit();
       this.#closed = true;
@@ -505,7 +503,7 @@ export class LayerStore {
       result = await fn(new LayerFs(this.#host, scratch));
       if (scratch.handles.size > 0) throw storeError("EBUSY", "transaction", key, "the transaction left files open; close them before it returns");
     } catch (e) {
-      await this.#exclusive(async () => {
+      await this.#lock.write(async () => {
         original.inTransaction = false;
         if (this.#closed) return;
         await this.pool.deleteDevice(scratch.record.device);
@@ -724,7 +722,7 @@ export class LayerStore {
 
   /** Checks the store against its pool: blocks in use, link counts, dangling entries. */
   fsck(): Promise<FsckReport> {
-    return this.#exclusive(() => {
+    return this.#lock.write(() => {
       this.#checkOpen("fsck");
       return checkStore(this.pool, this.#view, [...this.#layers.values()], this.#catalog.root.baseDevice, this.#orphans);
     });
@@ -759,23 +757,8 @@ export class LayerStore {
     throw storeError("ENOSPC", syscall, this.pool.dir, "every one of the 16,777,216 device ids is in use");
   }
 
-  /**
-   * Runs `fn` under the write lock, counted as an operation in progress: the pool does not
-   * commit by itself meanwhile (see Catalog), since the tables may be half-changed.
-   */
-  #exclusive<T>(fn: () => T | Promise<T>): Promise<T> {
-    return this.#lock.write(async () => {
-      this.#busy++;
-      try {
-        return await fn();
-      } finally {
-        this.#busy--;
-      }
-    });
-  }
-
   #mutate<T>(syscall: string, fn: () => Promise<T>): Promise<T> {
-    return this.#exclusive(() => {
+    return this.#lock.write(() => {
       this.#checkOpen(syscall);
       return fn();
     });
