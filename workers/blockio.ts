@@ -10,8 +10,10 @@ import { move, workerData } from "piscina";
 import { LRUCache } from "lru-cache";
 import type { IoResult, IoTask } from "../src/pool/iotask.ts";
 import { punchHolesSync } from "../src/pool/punch.ts";
+import { appendOp, ticket, useSequence } from "../src/pool/oplog.ts";
 
 const arena = Buffer.from(workerData.arena as SharedArrayBuffer);
+useSequence(workerData.seq as SharedArrayBuffer | undefined);
 const CHUNK = 1024 * 1024;
 const scratch = Buffer.alloc(CHUNK);
 const zeros = Buffer.alloc(CHUNK);
@@ -32,6 +34,22 @@ function fdFor(task: IoTask): number {
     files.set(task.key, fd);
   }
   return fd;
+}
+
+/**
+ * Handles (open records) of the descriptors a recording test's tasks use, by pool opening.
+ * Only tasks that carry `rec` (a test recording this file, see fileops.ts) touch it.
+ */
+const recorded = new Map<string, number>();
+
+function handleOf(task: IoTask, rec: string): number {
+  let h = recorded.get(task.key);
+  if (h === undefined) {
+    h = ticket();
+    appendOp(rec, { op: "open", t: h, path: task.file, flags: "r+" });
+    recorded.set(task.key, h);
+  }
+  return h;
 }
 
 function writeAll(fd: number, buf: Uint8Array, pos: number): void {
@@ -57,10 +75,13 @@ export default function run(task: IoTask): IoResult | ReturnType<typeof move> {
   try {
     const fd = fdFor(task);
     const out = task.out !== undefined ? new Uint8Array(task.out) : undefined;
+    const rec = task.rec;
+    const h = rec === undefined ? 0 : handleOf(task, rec);
     for (const op of task.ops) {
       switch (op.op) {
         case "write":
           writeAll(fd, arena.subarray(op.at, op.at + op.len), op.pos);
+          if (rec !== undefined) appendOp(rec, { op: "pwrite", t: ticket(), h, pos: op.pos }, arena.subarray(op.at, op.at + op.len));
           break;
         case "read":
           readAll(fd, arena.subarray(op.at, op.at + op.len), op.pos);
@@ -73,18 +94,24 @@ export default function run(task: IoTask): IoResult | ReturnType<typeof move> {
             const piece = scratch.subarray(0, Math.min(CHUNK, op.len - k));
             readAll(fd, piece, op.src + k);
             writeAll(fd, piece, op.pos + k);
+            if (rec !== undefined) appendOp(rec, { op: "pwrite", t: ticket(), h, pos: op.pos + k }, piece);
           }
           break;
         case "zero":
           for (let k = 0; k < op.len; k += CHUNK) {
             writeAll(fd, zeros.subarray(0, Math.min(CHUNK, op.len - k)), op.pos + k);
           }
+          if (rec !== undefined) appendOp(rec, { op: "zero", t: ticket(), h, pos: op.pos, len: op.len });
           break;
-        case "sync":
+        case "sync": {
+          const t0 = rec === undefined ? 0 : ticket();
           fs.fdatasyncSync(fd);
+          if (rec !== undefined) appendOp(rec, { op: "fsync", t0, t: ticket(), h });
           break;
+        }
         case "punch":
           punchHolesSync(task.file, [{ offset: op.pos, length: op.len }]);
+          if (rec !== undefined) appendOp(rec, { op: "punch", t: ticket(), h, pos: op.pos, len: op.len });
           break;
       }
     }

@@ -10,6 +10,8 @@ import { setTimeout as later } from "node:timers";
 import { Piscina } from "piscina";
 import { storeError, type ErrorCode } from "../common/errors.ts";
 import type { IoFailure, IoResult, IoTask } from "./iotask.ts";
+import { recordingOf } from "./fileops.ts";
+import { sequenceBuffer } from "./oplog.ts";
 
 /** Bytes of one arena slot: the most data one task moves. */
 export const SLOT_SIZE = 1024 * 1024;
@@ -62,7 +64,7 @@ export class BlockIo {
       minThreads: 1,
       maxThreads: threads,
       idleTimeout: 5_000,
-      workerData: { arena: sab },
+      workerData: { arena: sab, seq: sequenceBuffer() },
       // Idle workers keep running their event loop (piscina's "sync" mode parks them in
       // Atomics.wait), so their timer can close descriptors of pools that were closed.
       atomics: "async",
@@ -94,16 +96,24 @@ export class BlockIo {
 
   /** Runs one task on a worker; a failure is rethrown here with its code. */
   async run(task: IoTask): Promise<void> {
+    tag(task);
     const result = await this.#workers.run(task) as IoResult;
     if (result) throw failure(task, result);
   }
 
   /** Runs a task with an output buffer (`task.out` bytes) and returns that buffer. */
   async read(task: IoTask & { out: number }): Promise<ArrayBuffer> {
+    tag(task);
     const result = await this.#workers.run(task) as IoResult;
     if (result instanceof ArrayBuffer) return result;
     throw failure(task, result ?? { message: "the worker returned no data" });
   }
+}
+
+/** A task on a recorded file carries the recording's log directory to the worker. */
+function tag(task: IoTask): void {
+  const rec = recordingOf(task.file);
+  if (rec !== undefined) task.rec = rec;
 }
 
 function failure(task: IoTask, result: IoFailure | ArrayBuffer): Error {

@@ -34,6 +34,8 @@ export interface IoTask {
   ops: IoOp[];
   /** Bytes of a zeroed output buffer that `readOut` steps fill and the worker transfers back. */
   out?: number;
+  /** Set only while a test records this file's operations (see `fileops.ts`): the log directory. */
+  rec?: string;
 }
 
 /** A failure's fields, as data: an error's `code` does not survive the worker boundary. */

@@ -9,6 +9,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { decodeCbor, encodeCbor } from "./cbor.ts";
+import * as fileops from "./fileops.ts";
+import type { WritableFile } from "./fileops.ts";
 
 /** Name of the root record inside the metadata directory. */
 export const ROOT_FILE = "pool.cbor";
@@ -18,7 +20,7 @@ export class MetaStore {
   /** Bytes of every file written or found, by name; its sum is the metadata in use. */
   readonly sizes = new Map<string, number>();
   #seq = 0;
-  readonly #staged: fs.FileHandle[] = [];
+  readonly #staged: WritableFile[] = [];
 
   constructor(readonly dir: string) {}
 
@@ -47,11 +49,11 @@ export class MetaStore {
   }
 
   /** Opens a file under a name no file has yet. */
-  async #create(prefix: string, transactionId: number): Promise<{ name: string; fh: fs.FileHandle }> {
+  async #create(prefix: string, transactionId: number): Promise<{ name: string; fh: WritableFile }> {
     for (;;) {
       const name = `${prefix}.${transactionId}.${(this.#seq++).toString(36)}.cbor`;
       try {
-        return { name, fh: await fs.open(path.join(this.dir, name), "wx") };
+        return { name, fh: await fileops.openFile(path.join(this.dir, name), "wx") };
       } catch (e) {
         // Taken by a file of the same transaction (restore and repair write at a transaction
         // id the directory may already hold files of): the next name is as fresh.
@@ -60,7 +62,7 @@ export class MetaStore {
     }
   }
 
-  async #fill(name: string, fh: fs.FileHandle, value: unknown): Promise<void> {
+  async #fill(name: string, fh: WritableFile, value: unknown): Promise<void> {
     const bytes = encodeCbor(value);
     await fh.writeFile(bytes);
     this.sizes.set(name, bytes.byteLength);
@@ -87,7 +89,7 @@ export class MetaStore {
       throw new Error(`Metadata file name '${name}' is not a plain file name`);
     }
     const bytes = encodeCbor(value);
-    const fh = await fs.open(path.join(this.dir, name), "w");
+    const fh = await fileops.openFile(path.join(this.dir, name), "w");
     try {
       await fh.writeFile(bytes);
       await fh.datasync();
@@ -104,18 +106,24 @@ export class MetaStore {
     return decodeCbor(bytes);
   }
 
-  /** Replaces the root record atomically: write a temporary file, fsync, rename, fsync the directory. */
+  /**
+   * Replaces the root record atomically: write a temporary file, fsync it, fsync the
+   * directory (the new files' names), rename, fsync the directory (the rename).
+   */
   async switchRoot(value: unknown): Promise<number> {
     const bytes = encodeCbor(value);
     const tmp = path.join(this.dir, `${ROOT_FILE}.tmp`);
-    const fh = await fs.open(tmp, "w");
+    const fh = await fileops.openFile(tmp, "w");
     try {
       await fh.writeFile(bytes);
       await fh.datasync();
     } finally {
       await fh.close();
     }
-    await fs.rename(tmp, path.join(this.dir, ROOT_FILE));
+    // The names of the files the new root names (each created under a fresh name) must be
+    // on disk before the rename can be: a file system may persist the rename first.
+    await this.syncDir();
+    await fileops.rename(tmp, path.join(this.dir, ROOT_FILE));
     await this.syncDir();
     this.sizes.set(ROOT_FILE, bytes.byteLength);
     return bytes.byteLength;
@@ -135,7 +143,7 @@ export class MetaStore {
   async collect(live: Set<string>): Promise<void> {
     for (const name of await fs.readdir(this.dir)) {
       if (name === ROOT_FILE || live.has(name)) continue;
-      await fs.rm(path.join(this.dir, name), { force: true });
+      await fileops.removeFile(path.join(this.dir, name));
       this.sizes.delete(name);
     }
   }
@@ -147,17 +155,8 @@ export class MetaStore {
     return n;
   }
 
-  async syncDir(): Promise<void> {
-    // Directory fsync makes the rename itself durable. Some platforms refuse it; the
-    // rename is still atomic there, only its durability is up to the OS.
-    let fh: fs.FileHandle | undefined;
-    try {
-      fh = await fs.open(this.dir, "r");
-      await fh.sync();
-    } catch {
-      /* not supported on this platform */
-    } finally {
-      await fh?.close();
-    }
+  /** fsyncs the directory: creations, renames and removals of its files become durable. */
+  syncDir(): Promise<void> {
+    return fileops.syncDir(this.dir);
   }
 }

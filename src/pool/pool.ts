@@ -16,6 +16,7 @@ import { Inflight } from "./inflight.ts";
 import { Readahead } from "./readahead.ts";
 import { heightFor, MapForest, MapNode, type Mapping } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
+import * as fileops from "./fileops.ts";
 import { checkPoolRecord, type DeviceRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, storeNode } from "./persist.ts";
 import { type ByteRange, punchMethod, type PunchMethod } from "./punch.ts";
 import type { IoOp } from "./iotask.ts";
@@ -160,19 +161,23 @@ export class Pool {
       throw storeError("EINVAL", "create", dir, `metadata size '${metadataSize}' must be a positive whole number of bytes`);
     }
     const metaDir = path.join(dir, METADATA_DIR);
-    await fs.mkdir(metaDir, { recursive: true });
+    const made = await fileops.makeDir(metaDir);
     const meta = new MetaStore(metaDir);
     if (await meta.readRoot() !== undefined) {
       throw storeError("EEXIST", "create", dir, "a pool already exists here; open it with Pool.open");
     }
     const dataBlocks = Math.floor(dataSize / blockSize);
     checkBlocks(dataBlocks, blockSize, "create", dir);
-    const fh = await fs.open(path.join(dir, DATA_FILE), "w");
+    const fh = await fileops.openFile(path.join(dir, DATA_FILE), "w");
     try {
       await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
+      await fh.datasync(); // its size, before a root record counts on it
     } finally {
       await fh.close();
     }
+    // The names of the data file and the metadata directory (and of directories made above
+    // them) are on disk only once their directories are synced: before the root names them.
+    await fileops.syncCreated(dir, made);
     const record: PoolRecord = {
       format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
       nextNodeId: 1, devices: {}, segments: [], participants: {},
@@ -499,10 +504,10 @@ export class Pool {
           this.#space.grow(total);
           throw e;
         }
-        await fs.truncate(this.#ctx.file, blocks * this.blockSize);
+        await fileops.truncateFile(this.#ctx.file, blocks * this.blockSize);
       } else {
         // The file grows first: a larger file than the record says is harmless at open.
-        await fs.truncate(this.#ctx.file, blocks * this.blockSize);
+        await fileops.truncateFile(this.#ctx.file, blocks * this.blockSize);
         this.#space.grow(blocks);
       }
     });
@@ -570,7 +575,7 @@ export class Pool {
     if (threshold >= 100 || percent <= 0 || this.#space.used * 100 <= total * threshold) return;
     const grown = Math.min(MAX_DATA_BLOCKS, total + Math.max(1, Math.ceil(total * percent / 100)));
     if (grown <= total) return;
-    await fs.truncate(this.#ctx.file, grown * this.blockSize);
+    await fileops.truncateFile(this.#ctx.file, grown * this.blockSize);
     this.#space.grow(grown);
     this.onAutoextend({ fromBlocks: total, toBlocks: grown, usedBlocks: this.#space.used });
   }
@@ -712,7 +717,7 @@ export class Pool {
     this.#liveFiles = live;
     this.#written.clear();
     this.#metadataUsed = this.#meta.bytesOf(live);
-    await Promise.all(dead.map((f) => fs.rm(path.join(this.#meta.dir, f), { force: true })));
+    await Promise.all(dead.map((f) => fileops.removeFile(path.join(this.#meta.dir, f))));
     for (const f of dead) this.#meta.sizes.delete(f);
   }
 
