@@ -109,8 +109,20 @@ class RecordedFile implements WritableFile {
   }
 }
 
+let renameHook: ((from: string, to: string) => Promise<void> | void) | undefined;
+
+/**
+ * For crash tests: `fn` runs (and is awaited) before every rename made through here, such
+ * as a commit's root switch, after everything the new root names is synced: a test's
+ * process can signal there and be killed inside a commit's window. `undefined` removes it.
+ */
+export function beforeRename(fn: ((from: string, to: string) => Promise<void> | void) | undefined): void {
+  renameHook = fn;
+}
+
 /** Renames `from` to `to`, replacing `to`. */
 export async function rename(from: string, to: string): Promise<void> {
+  if (renameHook !== undefined) await renameHook(from, to);
   await fs.rename(from, to);
   const logDir = recordingOf(to);
   if (logDir !== undefined) log(logDir, { op: "rename", t: ticket(), from: path.resolve(from), to: path.resolve(to) });

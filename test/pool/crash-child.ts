@@ -1,11 +1,18 @@
 // Child process of crash.test.ts: random writes, discards and snapshots with frequent
 // commits, until it is killed. Before each commit it prints the transaction id it is
 // about to commit with the SHA-256 of every device's bytes and the used block count its
-// own model predicts, so the parent can check the reopened pool against it.
+// own model predicts, so the parent can check the reopened pool against it; after the
+// commit returned, "committed N". With a third argument P, the commit of transaction P
+// stops in its window (the data file and every new metadata file synced, the root not yet
+// renamed), prints "window P" and waits there to be killed.
 import { createHash } from "node:crypto";
+import { writeSync } from "node:fs";
 import { Pool } from "../../src/pool/pool.ts";
+import { beforeRename } from "../../src/pool/fileops.ts";
 
-const [dir, seedText] = process.argv.slice(2);
+const [dir, seedText, pauseText] = process.argv.slice(2);
+// Written synchronously: a line the parent reads has happened.
+const say = (line: string) => writeSync(1, line + "\n");
 let seed = Number(seedText) >>> 0 || 1;
 const rand = (n: number) => {
   seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0;
@@ -15,6 +22,14 @@ const BS = 64 * 1024;
 const SIZE = 16 * BS;
 
 const pool = await Pool.open(dir);
+if (pauseText !== undefined) {
+  const pauseAt = Number(pauseText);
+  beforeRename(async (_from, to) => {
+    if (!to.endsWith("pool.cbor") || pool.status().transactionId + 1 !== pauseAt) return;
+    say(`window ${pauseAt}`);
+    await new Promise((r) => setTimeout(r, 60_000));
+  });
+}
 const devices = new Map<number, { bytes: Uint8Array; tokens: (number | undefined)[] }>();
 for (const d of pool.devices()) {
   devices.set(d.id, { bytes: await pool.device(d.id).read(0, d.size), tokens: new Array(SIZE / BS).fill(undefined) });
@@ -31,7 +46,7 @@ const used = () => {
   for (const d of devices.values()) for (const t of d.tokens) if (t !== undefined) live.add(t);
   return live.size;
 };
-console.log("ready");
+say("ready");
 for (let step = 0; ; step++) {
   const ids = [...devices.keys()];
   const id = ids[rand(ids.length)];
@@ -63,7 +78,9 @@ for (let step = 0; ; step++) {
     devices.delete(id);
   }
   if (rand(3) === 0) {
-    console.log(`committing ${pool.status().transactionId + 1} ${digest()} ${used()}`);
+    const tx = pool.status().transactionId + 1;
+    say(`committing ${tx} ${digest()} ${used()}`);
     await pool.commit();
+    say(`committed ${tx}`);
   }
 }
