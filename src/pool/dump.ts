@@ -175,6 +175,6 @@ export async function restorePool(dir: string, text: string): Promise<void> {
     settings[k] = v;
   }
   if (Object.keys(settings).length) record.settings = settings;
-  await meta.switchRoot(record);
+  await meta.switchRoot(record, { keepPrevious: false });
   await meta.collect(new Set([...segments, ...Object.values(deviceFiles), ...files.map(([n]) => n)]));
 }

@@ -4,16 +4,23 @@
  * atomic rename. A crash at any point leaves either the old root (and its files) or the
  * new one; files the live root does not name are leftovers and are removed at open.
  *
+ * Every file carries a CRC-32C of its bytes (`metafile.ts`) and a damaged one is never
+ * decoded. The root a commit replaces stays as `pool.prev.cbor` (a hard link made before
+ * the switch), and the pool keeps the files it names until the next commit, so `repair`
+ * can go back one commit when a file only the current root names is damaged.
+ *
  * @module
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import { decodeCbor, encodeCbor } from "./cbor.ts";
+import { decodeMetaFile, encodeMetaFile } from "./metafile.ts";
 import * as fileops from "./fileops.ts";
 import type { WritableFile } from "./fileops.ts";
 
 /** Name of the root record inside the metadata directory. */
 export const ROOT_FILE = "pool.cbor";
+/** The root record the last commit replaced. */
+export const PREVIOUS_ROOT_FILE = "pool.prev.cbor";
 
 /** The metadata directory of a pool. */
 export class MetaStore {
@@ -63,7 +70,7 @@ export class MetaStore {
   }
 
   async #fill(name: string, fh: WritableFile, value: unknown): Promise<void> {
-    const bytes = encodeCbor(value);
+    const bytes = encodeMetaFile(value);
     await fh.writeFile(bytes);
     this.sizes.set(name, bytes.byteLength);
   }
@@ -85,10 +92,10 @@ export class MetaStore {
 
   /** Writes `value` under an exact name (restore keeps the names a dump lists). */
   async writeNamed(name: string, value: unknown): Promise<void> {
-    if (name.includes("/") || name.includes("\\") || name === ROOT_FILE || name.startsWith(".")) {
+    if (name.includes("/") || name.includes("\\") || name === ROOT_FILE || name === PREVIOUS_ROOT_FILE || name.startsWith(".")) {
       throw new Error(`Metadata file name '${name}' is not a plain file name`);
     }
-    const bytes = encodeCbor(value);
+    const bytes = encodeMetaFile(value);
     const fh = await fileops.openFile(path.join(this.dir, name), "w");
     try {
       await fh.writeFile(bytes);
@@ -99,19 +106,22 @@ export class MetaStore {
     this.sizes.set(name, bytes.byteLength);
   }
 
-  /** Reads and decodes one file. */
+  /** Reads and decodes one file; EIO naming it when it is damaged (its checksum does not match). */
   async read(name: string): Promise<unknown> {
-    const bytes = await fs.readFile(path.join(this.dir, name));
+    const file = path.join(this.dir, name);
+    const bytes = await fs.readFile(file);
     this.sizes.set(name, bytes.byteLength);
-    return decodeCbor(bytes);
+    return decodeMetaFile(bytes, file);
   }
 
   /**
    * Replaces the root record atomically: write a temporary file, fsync it, fsync the
-   * directory (the new files' names), rename, fsync the directory (the rename).
+   * directory (the new files' names), keep the current root as the previous one, rename,
+   * fsync the directory (the rename). With `keepPrevious: false` (repair and restore,
+   * which rewrite everything) no previous root stays.
    */
-  async switchRoot(value: unknown): Promise<number> {
-    const bytes = encodeCbor(value);
+  async switchRoot(value: unknown, options: { keepPrevious?: boolean } = {}): Promise<number> {
+    const bytes = encodeMetaFile(value);
     const tmp = path.join(this.dir, `${ROOT_FILE}.tmp`);
     const fh = await fileops.openFile(tmp, "w");
     try {
@@ -123,6 +133,20 @@ export class MetaStore {
     // The names of the files the new root names (each created under a fresh name) must be
     // on disk before the rename can be: a file system may persist the rename first.
     await this.syncDir();
+    const prev = path.join(this.dir, PREVIOUS_ROOT_FILE);
+    if (options.keepPrevious === false) await fileops.removeFile(prev);
+    else {
+      // A second name for the root being replaced, then renamed over the old previous
+      // root, so some previous root is there at every moment.
+      const prevTmp = `${prev}.tmp`;
+      await fileops.removeFile(prevTmp);
+      try {
+        await fileops.link(path.join(this.dir, ROOT_FILE), prevTmp);
+        await fileops.rename(prevTmp, prev);
+      } catch (e) {
+        if ((e as { code?: string }).code !== "ENOENT") throw e; // no root yet: the pool's first
+      }
+    }
     await fileops.rename(tmp, path.join(this.dir, ROOT_FILE));
     await this.syncDir();
     this.sizes.set(ROOT_FILE, bytes.byteLength);
@@ -130,19 +154,28 @@ export class MetaStore {
   }
 
   /** Reads the root record, or undefined when there is none. */
-  async readRoot(): Promise<unknown | undefined> {
+  readRoot(): Promise<unknown | undefined> {
+    return this.#readIfThere(ROOT_FILE);
+  }
+
+  /** Reads the root record the last commit replaced, or undefined when there is none. */
+  readPreviousRoot(): Promise<unknown | undefined> {
+    return this.#readIfThere(PREVIOUS_ROOT_FILE);
+  }
+
+  async #readIfThere(name: string): Promise<unknown | undefined> {
     try {
-      return await this.read(ROOT_FILE);
+      return await this.read(name);
     } catch (e) {
       if ((e as { code?: string }).code === "ENOENT") return undefined;
       throw e;
     }
   }
 
-  /** Removes every file not in `live` (and not the root). */
+  /** Removes every file not in `live` (and not the roots). */
   async collect(live: Set<string>): Promise<void> {
     for (const name of await fs.readdir(this.dir)) {
-      if (name === ROOT_FILE || live.has(name)) continue;
+      if (name === ROOT_FILE || name === PREVIOUS_ROOT_FILE || live.has(name)) continue;
       await fileops.removeFile(path.join(this.dir, name));
       this.sizes.delete(name);
     }

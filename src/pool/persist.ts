@@ -14,8 +14,12 @@ import type { NodeId, PoolSettings } from "./types.ts";
 
 /** Format tag of the root record. */
 export const POOL_FORMAT = "thinstack-pool";
-/** Version of the on-disk format. */
-export const POOL_VERSION = 1;
+/**
+ * Version of the on-disk format. 2: every metadata file has a header with a CRC-32C
+ * (`metafile.ts`) and the root a commit replaces is kept (`pool.prev.cbor`). Version 1
+ * stores (bare CBOR) are not read: the project is pre-release.
+ */
+export const POOL_VERSION = 2;
 
 /** The root record. */
 export interface PoolRecord {
@@ -33,6 +37,12 @@ export interface PoolRecord {
   segments: string[];
   participants: Record<string, unknown>;
   settings?: Partial<PoolSettings>;
+  /**
+   * The blocks this commit freed, as (first, count) pairs: blocks the previous root maps
+   * that writes after this commit may reuse (or trim punch), which `repair` reports when it
+   * goes back to the previous root. Absent in roots that repair or restore wrote.
+   */
+  freed?: number[];
 }
 
 /** A device file. */
@@ -67,6 +77,27 @@ export function storeNode(node: MapNode): StoredNode {
     for (let i = 0; i < FANOUT; i++) if (slots[i]) pairs.push(i, slots[i]!.id);
   }
   return [node.id, node.leaf ? 1 : 0, pairs];
+}
+
+/** Every file a root record names: its segments, device files and participants' files. */
+export function namedFiles(r: PoolRecord): Set<string> {
+  const out = new Set<string>([...r.segments, ...Object.values(r.devices)]);
+  for (const root of Object.values(r.participants ?? {})) {
+    const files = (root as { files?: unknown })?.files;
+    if (Array.isArray(files)) for (const f of files) if (typeof f === "string") out.add(f);
+  }
+  return out;
+}
+
+/** Blocks as (first, count) pairs of consecutive runs. */
+export function blockRanges(blocks: Iterable<number>): number[] {
+  const sorted = [...blocks].sort((a, b) => a - b);
+  const out: number[] = [];
+  for (const b of sorted) {
+    if (out.length && out[out.length - 2] + out[out.length - 1] === b) out[out.length - 1]++;
+    else out.push(b, 1);
+  }
+  return out;
 }
 
 /** Checks that a decoded value is a root record this version reads. */

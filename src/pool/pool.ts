@@ -17,7 +17,7 @@ import { Readahead } from "./readahead.ts";
 import { heightFor, MapForest, MapNode, type Mapping } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
 import * as fileops from "./fileops.ts";
-import { checkPoolRecord, type DeviceRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, storeNode } from "./persist.ts";
+import { blockRanges, checkPoolRecord, type DeviceRecord, namedFiles, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, storeNode } from "./persist.ts";
 import { type ByteRange, punchMethod, type PunchMethod } from "./punch.ts";
 import type { IoOp } from "./iotask.ts";
 import { SpaceMap } from "./spacemap.ts";
@@ -105,6 +105,8 @@ export class Pool {
   #metadataUsed = 0;
   /** Files named by the last committed root, and files written since. */
   #liveFiles = new Set<string>();
+  /** Files only the previous root names: kept until the next commit, for repair to go back to. */
+  #prevFiles = new Set<string>();
   #written = new Set<string>();
   #changed = false;
   #closed = false;
@@ -266,7 +268,8 @@ export class Pool {
     this.#liveFiles = this.#collectLive();
     this.#metadataUsed = this.#meta.bytesOf(this.#liveFiles);
     // Anything else in the directory is a crashed commit's leftover.
-    await this.#meta.collect(this.#liveFiles);
+    this.#prevFiles = await previousFiles(this.#meta);
+    await this.#meta.collect(new Set([...this.#liveFiles, ...this.#prevFiles]));
     await this.#measureLive();
   }
 
@@ -687,6 +690,7 @@ export class Pool {
       segments: [...segLive.keys()].filter((s) => live.has(s)),
       participants: roots,
       settings: this.#settings,
+      freed: blockRanges(this.#space.pending),
     };
     const used = this.#meta.bytesOf(live);
     if (used > this.#metadataSize) {
@@ -713,7 +717,10 @@ export class Pool {
     this.#space.committed();
     this.#changed = false;
     for (const [name, s] of this.#segments) if (s.live === 0) this.#segments.delete(name);
-    const dead = [...this.#liveFiles, ...this.#written].filter((f) => !live.has(f));
+    // The replaced root is the previous one now: its files stay until the next commit.
+    const kept = new Set([...live, ...this.#liveFiles]);
+    const dead = [...this.#prevFiles, ...this.#written].filter((f) => !kept.has(f));
+    this.#prevFiles = new Set([...this.#liveFiles].filter((f) => !live.has(f)));
     this.#liveFiles = live;
     this.#written.clear();
     this.#metadataUsed = this.#meta.bytesOf(live);
@@ -802,6 +809,12 @@ function checkSettings(s: PoolSettings, dir: string): PoolSettings {
   pct(s.autoextendThreshold, "autoextend threshold");
   pct(s.autoextendPercent, "autoextend percent", 1000);
   return s;
+}
+
+/** The files the previous root names, if it reads as a root record (repair may go back to it). */
+async function previousFiles(meta: MetaStore): Promise<Set<string>> {
+  const prev = await meta.readPreviousRoot().catch(() => undefined);
+  return checkPoolRecord(prev) ? namedFiles(prev) : new Set();
 }
 
 /** Participant roots name their files under `files` (a convention the pool relies on at open). */

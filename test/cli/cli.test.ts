@@ -14,7 +14,8 @@ import { statfsSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { formatBytes, GiB, KiB, MiB } from "../../src/common/units.ts";
-import { decodeCbor, encodeCbor } from "../../src/pool/cbor.ts";
+import { decodeMetaFile, encodeMetaFile } from "../../src/pool/metafile.ts";
+import { namedFiles, type PoolRecord } from "../../src/pool/persist.ts";
 import { program } from "../../src/cli/main.ts";
 import { spawnScript } from "../helpers/runtime.ts";
 import { tmpDir } from "../helpers/tmp.ts";
@@ -65,11 +66,13 @@ async function usage(root: string, ...keys: string[]): Promise<Record<string, Us
 /** Rewrites a metadata file of the store through `fn` (decoded CBOR in, CBOR to write out). */
 async function editMetadata(root: string, prefix: string, fn: (value: Record<string, unknown>) => void): Promise<string> {
   const dir = path.join(root, "metadata");
-  const name = (await fs.readdir(dir)).find((n) => n.startsWith(prefix));
+  // One the current root names (files of the previous root stay until the next commit).
+  const live = namedFiles(decodeMetaFile(await fs.readFile(path.join(dir, "pool.cbor")), "pool.cbor") as PoolRecord);
+  const name = (await fs.readdir(dir)).find((n) => n.startsWith(prefix) && live.has(n));
   assert.ok(name, `no metadata file starting with '${prefix}'`);
-  const value = decodeCbor(await fs.readFile(path.join(dir, name))) as Record<string, unknown>;
+  const value = decodeMetaFile(await fs.readFile(path.join(dir, name)), "test") as Record<string, unknown>;
   fn(value);
-  await fs.writeFile(path.join(dir, name), encodeCbor(value));
+  await fs.writeFile(path.join(dir, name), encodeMetaFile(value));
   return name;
 }
 
@@ -383,12 +386,12 @@ describe("thinstack CLI", { concurrency: true }, () => {
         const meta = path.join(root, "metadata");
         const files = (await fs.readdir(meta)).filter((n) => /^layer-\d+(-j)?\./.test(n));
         let id: string | undefined;
-        for (const n of files) if ((decodeCbor(await fs.readFile(path.join(meta, n))) as { record?: { name: string } }).record?.name === name) id = /^layer-(\d+)/.exec(n)![1];
+        for (const n of files) if ((decodeMetaFile(await fs.readFile(path.join(meta, n)), "test") as { record?: { name: string } }).record?.name === name) id = /^layer-(\d+)/.exec(n)![1];
         assert.ok(id, `no metadata file holds layer '${name}'`);
         for (const n of files.filter((n) => new RegExp(`^layer-${id}(-j)?\\.`).test(n))) {
-          const v = decodeCbor(await fs.readFile(path.join(meta, n))) as Record<string, any>;
+          const v = decodeMetaFile(await fs.readFile(path.join(meta, n)), "test") as Record<string, any>;
           fn(v);
-          await fs.writeFile(path.join(meta, n), encodeCbor(v));
+          await fs.writeFile(path.join(meta, n), encodeMetaFile(v));
         }
       };
 

@@ -8,7 +8,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { LayerStore } from "../../src/layers/mod.ts";
-import { decodeCbor, encodeCbor } from "../../src/pool/cbor.ts";
+import { decodeMetaFile, encodeMetaFile } from "../../src/pool/metafile.ts";
 import { tempDir } from "./helpers.ts";
 
 const KiB = 1024;
@@ -27,7 +27,7 @@ async function layerFiles(dir: string, name: string): Promise<string[]> {
   const files = (await fs.readdir(meta)).filter((f) => /^layer-\d+(-j)?\./.test(f));
   let id: string | undefined;
   for (const f of files) {
-    const v = decodeCbor(await fs.readFile(path.join(meta, f))) as Stored;
+    const v = decodeMetaFile(await fs.readFile(path.join(meta, f)), "test") as Stored;
     if (v.record?.name === name) id = /^layer-(\d+)/.exec(f)![1];
   }
   assert.ok(id, `no metadata file holds layer '${name}'`);
@@ -39,9 +39,9 @@ async function layerFiles(dir: string, name: string): Promise<string[]> {
 async function editLayer(dir: string, name: string, fn: (v: Stored) => void): Promise<void> {
   for (const f of await layerFiles(dir, name)) {
     const file = path.join(dir, "metadata", f);
-    const v = decodeCbor(await fs.readFile(file)) as Stored;
+    const v = decodeMetaFile(await fs.readFile(file), "test") as Stored;
     fn(v);
-    await fs.writeFile(file, encodeCbor(v));
+    await fs.writeFile(file, encodeMetaFile(v));
   }
 }
 

@@ -5,7 +5,7 @@ import path from "node:path";
 import { Pool } from "../../src/pool/pool.ts";
 import { checkPool, repairPool } from "../../src/pool/check.ts";
 import { dumpPool, restorePool } from "../../src/pool/dump.ts";
-import { encodeCbor, decodeCbor } from "../../src/pool/cbor.ts";
+import { decodeMetaFile, encodeMetaFile } from "../../src/pool/metafile.ts";
 import { withTmp } from "../helpers/tmp.ts";
 
 const BS = 64 * 1024;
@@ -43,21 +43,21 @@ describe("check", () => {
       await makePool(dir);
       const [seg] = await metaFiles(dir, "nodes.");
       const file = path.join(dir, "metadata", seg);
-      const value = decodeCbor(await fs.readFile(file)) as { nodes: [number, number, number[]][] };
+      const value = decodeMetaFile(await fs.readFile(file), "test") as { nodes: [number, number, number[]][] };
       const leaf = value.nodes.find((n) => n[1] === 1)!;
       leaf[2][1] = 10_000_000; // block far past the pool's 128
-      await fs.writeFile(file, encodeCbor(value));
+      await fs.writeFile(file, encodeMetaFile(value));
       const report = await checkPool(dir);
       assert.ok(report.faults.some((f) => /outside the pool's 128/.test(f)), report.faults.join("\n"));
 
       const root = path.join(dir, "metadata", "pool.cbor");
-      const record = decodeCbor(await fs.readFile(root)) as { usedBlocks: number };
+      const record = decodeMetaFile(await fs.readFile(root), "test") as { usedBlocks: number };
       record.usedBlocks = 99;
-      await fs.writeFile(root, encodeCbor(record));
+      await fs.writeFile(root, encodeMetaFile(record));
       assert.ok((await checkPool(dir)).faults.some((f) => /the maps use \d+ blocks but the last commit recorded 99/.test(f)));
 
       value.nodes = []; // lose every node
-      await fs.writeFile(file, encodeCbor(value));
+      await fs.writeFile(file, encodeMetaFile(value));
       const worse = await checkPool(dir);
       assert.ok(worse.faults.some((f) => /map node \d+ \(root\) is missing/.test(f)), worse.faults.join("\n"));
     });
@@ -80,9 +80,9 @@ describe("repair", () => {
       await makePool(dir);
       const [seg] = await metaFiles(dir, "nodes.");
       const file = path.join(dir, "metadata", seg);
-      const value = decodeCbor(await fs.readFile(file)) as { nodes: [number, number, number[]][] };
+      const value = decodeMetaFile(await fs.readFile(file), "test") as { nodes: [number, number, number[]][] };
       for (const n of value.nodes) if (n[1] === 1) for (let k = 1; k < n[2].length; k += 2) if (n[2][k] === 1) n[2][k] = 9_999_999;
-      await fs.writeFile(file, encodeCbor(value));
+      await fs.writeFile(file, encodeMetaFile(value));
       const changes = await repairPool(dir);
       assert.ok(changes.some((c) => /^dropped: .*outside the pool/.test(c)), changes.join("\n"));
       assert.deepEqual((await checkPool(dir)).faults, []);
