@@ -50,7 +50,10 @@ async function workload(root: string, logDir: string, seed: number, steps: numbe
     // commits by itself (a commit the model would not know of).
     pool = await Pool.create(dir, { dataSize: 160 * BS });
     rec.mark("committed", 0);
+    let dirty = false; // a change since the last commit: close commits only then
     const commit = async (how: "commit" | "close") => {
+      if (how === "close" && !dirty) return await pool!.close();
+      dirty = false;
       const tx = pool!.status().transactionId + 1;
       expected.set(tx, expectedOf(devices));
       rec.mark("committing", tx);
@@ -61,6 +64,7 @@ async function workload(root: string, logDir: string, seed: number, steps: numbe
     for (let step = 0; step < steps; step++) {
       const ids = [...devices.keys()];
       const op = pick(20);
+      dirty = true; // unless this step is a commit, which clears it
       if (ids.length === 0 || (op < 2 && ids.length < 4)) {
         const id = ids.length ? Math.max(...ids) + 1 : 1;
         await pool.createThin(id, SIZE);
