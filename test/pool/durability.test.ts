@@ -140,7 +140,8 @@ async function verify(dir: string, expected: Map<number, Expected>, atLeast: num
 
 describe("durability under power loss (recorded file operations, replayed at cut points)", () => {
   it("every cut opens at a commit at least as new as the last that returned, with its bytes", async () => {
-    const total = runs(40);
+    // Cut points: tens in npm test, FUZZ_RUNS / 4 (hundreds) in npm run fuzz.
+    const total = Math.max(40, Math.ceil(runs(40) / 4));
     const perWorkload = 150;
     let replays = 0;
     let torn = 0;
