@@ -149,7 +149,8 @@ export class ImageStore extends LayerStore {
 
   /**
    * Writes layer `key`'s merged tree to host directory `dir`: what a runtime needs as a
-   * rootfs (modes, owners as root, links, devices where permitted, times).
+   * rootfs (modes, owners as root, links, times; device nodes and setuid/setgid bits only
+   * with `devices` and `keepSetid`). The directory stays 0700 until the tree is written.
    *
    * @example
    * ```ts ignore

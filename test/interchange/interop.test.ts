@@ -37,9 +37,9 @@ async function umociTree(layoutAndTag: string, dir: string): Promise<string[]> {
   return await describeView(hostView(`${dir}/bundle/rootfs`), { mtime: true });
 }
 
-/** thinstack's view: checkout of the image's top layer. */
+/** thinstack's view: checkout of the image's top layer, with devices and setuid bits as umoci makes them. */
 async function ourTree(store: ImageStore, top: string, dir: string): Promise<string[]> {
-  await store.checkout(top, `${dir}/checkout`);
+  await store.checkout(top, `${dir}/checkout`, { devices: true, keepSetid: true });
   return await describeView(hostView(`${dir}/checkout`), { mtime: true });
 }
 
