@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { crc32c } from "../../src/common/crc32c.ts";
+import { ImageStore } from "../../src/images/mod.ts";
 import { LayerStore } from "../../src/layers/mod.ts";
 import { checkPool, repairPool } from "../../src/pool/check.ts";
 import { decodeMetaFile, encodeMetaFile, HEADER_SIZE } from "../../src/pool/metafile.ts";
@@ -73,7 +74,7 @@ describe("a flipped byte in any metadata file", () => {
   it("fails open with EIO naming the file, and check reports it, at every position class of every file kind", async () => {
     await withTmp(async (tmp) => {
       const dir = path.join(tmp, "store");
-      const store = await LayerStore.open(dir, { create: true, dataSize: 256 * MiB, baseSize: 64 * MiB });
+      const store = await ImageStore.open(dir, { create: true, dataSize: 256 * MiB, baseSize: 64 * MiB });
       try {
         await store.importImage(demoImage, { name: "demo" }); // layers with bases, and an image record
         const top = (await store.list()).filter((l) => l.kind === "committed").map((l) => l.name).pop()!;
