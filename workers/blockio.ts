@@ -10,7 +10,7 @@ import { move, workerData } from "piscina";
 import { LRUCache } from "lru-cache";
 import type { IoResult, IoTask } from "../src/pool/iotask.ts";
 import { punchHolesSync } from "../src/pool/punch.ts";
-import { appendOp, ticket, useSequence } from "../src/pool/oplog.ts";
+import { appendOp, delayRecordedSyncSync, ticket, useSequence } from "../src/pool/oplog.ts";
 
 const arena = Buffer.from(workerData.arena as SharedArrayBuffer);
 useSequence(workerData.seq as SharedArrayBuffer | undefined);
@@ -104,6 +104,7 @@ export default function run(task: IoTask): IoResult | ReturnType<typeof move> {
           if (rec !== undefined) appendOp(rec, { op: "zero", t: ticket(), h, pos: op.pos, len: op.len });
           break;
         case "sync": {
+          if (rec !== undefined) delayRecordedSyncSync();
           const t0 = rec === undefined ? 0 : ticket();
           fs.fdatasyncSync(fd);
           if (rec !== undefined) appendOp(rec, { op: "fsync", t0, t: ticket(), h });

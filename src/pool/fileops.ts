@@ -12,7 +12,8 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import { appendOp, type OpRecord, ticket } from "./oplog.ts";
+import { setTimeout as later } from "node:timers/promises";
+import { appendOp, type OpRecord, recordedSyncDelay, ticket } from "./oplog.ts";
 
 /** The part of a `FileHandle` the pool writes through. */
 export interface WritableFile {
@@ -94,6 +95,7 @@ class RecordedFile implements WritableFile {
   }
 
   async #sync(fn: () => Promise<void>): Promise<void> {
+    await later(recordedSyncDelay());
     const t0 = ticket();
     await fn();
     log(this.logDir, { op: "fsync", t0, t: ticket(), h: this.h });
@@ -179,7 +181,10 @@ export async function syncDir(dir: string): Promise<void> {
   let t0 = 0;
   try {
     fh = await fs.open(dir, "r");
-    if (logDir !== undefined) t0 = ticket();
+    if (logDir !== undefined) {
+      await later(recordedSyncDelay());
+      t0 = ticket();
+    }
     await fh.sync();
   } catch {
     /* not supported on this platform */

@@ -63,6 +63,29 @@ export function ticket(): number {
   return Atomics.add(counter, 0, 1) + 1;
 }
 
+/**
+ * The most a recorded sync waits before it starts, on the main thread and in the I/O
+ * workers (each waits a random part of it). A sync that nothing awaits (a commit that
+ * renames its root without waiting for the data file's fdatasync) finishes before the
+ * rename anyway on a fast disk, and a replay could not tell; with syncs finishing in a
+ * shuffled order, it sometimes finishes after, where a cut shows what it left undurable.
+ * The workers' syncs (the data file's, which flushes the most and which a commit runs
+ * alongside the metadata's) may wait longest. Only recorded syncs wait.
+ */
+export const RECORDED_SYNC_DELAY_MS = { main: 10, worker: 60 };
+
+/** A random wait for a recorded sync, in milliseconds. */
+export function recordedSyncDelay(where: "main" | "worker" = "main"): number {
+  return Math.random() * RECORDED_SYNC_DELAY_MS[where];
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** Blocks the thread for a worker's {@linkcode recordedSyncDelay} (its syncs are synchronous). */
+export function delayRecordedSyncSync(): void {
+  Atomics.wait(sleeper, 0, 0, recordedSyncDelay("worker"));
+}
+
 /** Appends one record to this thread's log in `logDir`. */
 export function appendOp(logDir: string, rec: OpRecord, data?: Uint8Array): void {
   const head = Buffer.from(JSON.stringify(rec));

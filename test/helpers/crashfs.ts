@@ -341,21 +341,35 @@ export function seeded(seed: number): () => number {
 }
 
 /**
- * `count` cut points: every ticket right before and right after a sync, a rename or an
- * unlink finished (where missing or misordered syncs show), topped up or thinned at
- * random to `count`.
+ * `count` cut points, in three tiers. First (up to 40% of them) right after each
+ * "committed" mark: a commit just returned, so everything it promised must be durable
+ * there and nothing later is. Then (up to 70% in all) right after a rename, before the
+ * directory sync that makes it durable: a commit's root switch lands there, and a torn
+ * replay keeps the new root with or without the files it names. Then tickets right before
+ * and right after a sync, a link, an unlink or a mark (where missing or misordered syncs
+ * show), and any ticket at random, to `count`.
  */
 export function chooseCuts(rec: Recording, count: number, rand: () => number): number[] {
+  const committed: number[] = [];
+  const renamed: number[] = [];
   const special = new Set<number>();
   for (const s of rec.steps) {
+    if (s.rec.op === "mark" && s.rec.name === "committed") committed.push(s.t + 1);
+    if (s.rec.op === "rename") renamed.push(s.t + 1);
     if (["fsync", "dirsync", "rename", "unlink", "link", "mark"].includes(s.rec.op)) {
       special.add(s.t);
       special.add(s.t + 1);
     }
   }
-  const pool = [...special];
+  const want = Math.min(count, rec.last + 1);
   const cuts = new Set<number>();
-  while (cuts.size < Math.min(count, rec.last + 1)) {
+  const draw = (from: number[], upTo: number) => {
+    while (from.length && cuts.size < upTo) cuts.add(from.splice(Math.floor(rand() * from.length), 1)[0]);
+  };
+  draw(committed, Math.ceil(want * 0.4));
+  draw(renamed, Math.ceil(want * 0.7));
+  const pool = [...special].filter((t) => !cuts.has(t));
+  while (cuts.size < want) {
     if (pool.length && rand() < 0.7) cuts.add(pool.splice(Math.floor(rand() * pool.length), 1)[0]);
     else cuts.add(1 + Math.floor(rand() * (rec.last + 1)));
   }

@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import fs from "node:fs/promises";
 import path from "node:path";
 import * as fileops from "../../src/pool/fileops.ts";
-import { Recording, snapshot } from "../helpers/crashfs.ts";
+import { chooseCuts, type Keep, Recording, seeded, snapshot } from "../helpers/crashfs.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 
-async function recorded(fn: (root: string) => Promise<void>): Promise<{ rec: Recording; replay: (cut: number, keepAll?: boolean) => Promise<string>; cleanup: () => Promise<void> }> {
+async function recorded(fn: (root: string) => Promise<void>): Promise<{ rec: Recording; replay: (cut: number, keep?: boolean | Keep, rand?: () => number) => Promise<string>; cleanup: () => Promise<void> }> {
   const root = await tmpDir("thinstack-cfs-");
   const logDir = await tmpDir("thinstack-cfslog-");
   const work = await tmpDir("thinstack-cfsout-");
@@ -26,10 +26,11 @@ async function recorded(fn: (root: string) => Promise<void>): Promise<{ rec: Rec
   let n = 0;
   return {
     rec,
-    replay: async (cut, keepAll = false) => {
+    // `keep`: true keeps every operation that was not durable, false none (strict).
+    replay: async (cut, keep = false, rand) => {
       const out = path.join(work, String(n++));
       await fs.mkdir(out);
-      await rec.materialize(cut, out, keepAll ? () => "all" : undefined);
+      await rec.materialize(cut, out, typeof keep === "function" ? keep : keep ? () => "all" : undefined, rand);
       return out;
     },
     cleanup: async () => {
@@ -108,6 +109,42 @@ describe("crash replay model", () => {
     } finally {
       await t.cleanup();
     }
+  });
+
+  it("finds the states a commit without a directory sync before its root rename leaves, and none with it", async () => {
+    // A commit in small: a new file, then a root naming it, switched in by a rename.
+    const commits = (syncBeforeRename: boolean) => async (root: string) => {
+      for (let n = 1; n <= 8; n++) {
+        const seg = await fileops.openFile(path.join(root, `seg.${n}`), "wx");
+        await seg.writeFile(new TextEncoder().encode(`segment ${n}`));
+        await seg.datasync();
+        await seg.close();
+        if (syncBeforeRename) await fileops.syncDir(root);
+        const tmp = await fileops.openFile(path.join(root, "root.tmp"), "w");
+        await tmp.writeFile(new TextEncoder().encode(`seg.${n}`));
+        await tmp.datasync();
+        await tmp.close();
+        await fileops.rename(path.join(root, "root.tmp"), path.join(root, "root"));
+        await fileops.syncDir(root);
+      }
+    };
+    const broken = async (syncBeforeRename: boolean) => {
+      const t = await recorded(commits(syncBeforeRename));
+      try {
+        const rand = seeded(7);
+        let bad = 0;
+        for (const cut of chooseCuts(t.rec, 40, rand)) {
+          const out = await t.replay(cut, () => rand() < 0.5 ? "all" : "none", rand);
+          const named = await read(path.join(out, "root"));
+          if (named !== undefined && named.startsWith("seg.") && await read(path.join(out, named)) === undefined) bad++;
+        }
+        return bad;
+      } finally {
+        await t.cleanup();
+      }
+    };
+    assert.ok(await broken(false) > 0, "without the sync, some replay has a root naming a file that is not there");
+    assert.equal(await broken(true), 0, "with it, none");
   });
 
   it("records nothing outside a recording, and costs no log when none runs", async () => {
