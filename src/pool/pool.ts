@@ -9,7 +9,7 @@ import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { hasCode, storeError } from "../common/errors.ts";
 import { RwLock } from "../common/lock.ts";
-import { lockPool } from "../common/pidlock.ts";
+import { lockPool, openLock } from "../common/pidlock.ts";
 import { BlockIo } from "./blockio.ts";
 import { CommitEngine } from "./commit.ts";
 import type { DeviceState, PoolCore } from "./core.ts";
@@ -18,7 +18,7 @@ import { Inflight } from "./inflight.ts";
 import { autoextend, checkBlocks, checkFreeSpace, checkSettings, freeBlocks, resize, trim, type TrimResult } from "./maintenance.ts";
 import { Readahead } from "./readahead.ts";
 import { heightFor, MapForest } from "./maptree.ts";
-import { MetaStore } from "./metastore.ts";
+import { MetaStore, ROOT_FILE } from "./metastore.ts";
 import { checkPoolRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord } from "./persist.ts";
 import { SpaceMap } from "./spacemap.ts";
 import {
@@ -112,49 +112,68 @@ export class Pool {
     if (!Number.isSafeInteger(metadataSize) || metadataSize <= 0) {
       throw storeError("EINVAL", "create", dir, `metadata size '${metadataSize}' must be a positive whole number of bytes`);
     }
-    const metaDir = path.join(dir, METADATA_DIR);
-    await fs.mkdir(metaDir, { recursive: true });
-    const meta = new MetaStore(metaDir);
-    if (await meta.readRoot() !== undefined) {
-      throw storeError("EEXIST", "create", dir, "a pool already exists here; open it with Pool.open");
-    }
     const dataBlocks = Math.floor(dataSize / blockSize);
     checkBlocks(dataBlocks, blockSize, "create", dir);
-    const fh = await fs.open(path.join(dir, DATA_FILE), "w");
+    const settings = checkSettings({ ...DEFAULT_SETTINGS, ...options.settings }, dir);
+    const metaDir = path.join(dir, METADATA_DIR);
+    await fs.mkdir(metaDir, { recursive: true });
+    // Held from the check to the open: two creators would both find no pool.
+    const unlock = await lockPool(dir);
     try {
-      await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
+      const meta = new MetaStore(metaDir);
+      if (await meta.readRoot() !== undefined) {
+        throw storeError("EEXIST", "create", dir, "a pool already exists here; open it with Pool.open");
+      }
+      const data = path.join(dir, DATA_FILE);
+      let fh: fs.FileHandle;
+      try {
+        // Never "w": a data file without a root record may be a pool that lost its root, all its data still there.
+        fh = await fs.open(data, "wx");
+      } catch (e) {
+        if (!hasCode(e, "EEXIST")) throw e;
+        throw storeError("EEXIST", "create", data, `a data file is here but no root record ('${path.join(metaDir, ROOT_FILE)}'): it may be a pool that lost its metadata; ` +
+          "recover it (restore a dump with 'thinstack restore', then 'thinstack repair'), or remove the data file to create a new pool here");
+      }
+      try {
+        await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const record: PoolRecord = {
+        format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
+        nextNodeId: 1, devices: {}, segments: [], participants: {}, settings,
+      };
+      await meta.switchRoot(record);
+      return await Pool.open(dir, options);
     } finally {
-      await fh.close();
+      await unlock();
     }
-    const record: PoolRecord = {
-      format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
-      nextNodeId: 1, devices: {}, segments: [], participants: {},
-      settings: checkSettings({ ...DEFAULT_SETTINGS, ...options.settings }, dir),
-    };
-    await meta.switchRoot(record);
-    return Pool.open(dir, options);
   }
 
   /**
    * Opens the pool in `dir` at its last commit. ENOENT if there is none; EBUSY while another
-   * process has it open (a lock file holding its pid, taken over once that process is gone).
+   * process has it open (a lock file holding its pid, taken over once that process is gone),
+   * and EBUSY when this process has it open already (one instance per pool: two would remove
+   * each other's files).
    */
   static async open(dir: string, options: PoolOpenOptions = {}): Promise<Pool> {
-    const meta = new MetaStore(path.join(dir, METADATA_DIR));
-    let record: unknown;
-    try {
-      record = await meta.readRoot();
-    } catch (e) {
-      if (hasCode(e, "ENOTDIR")) record = undefined;
-      else throw e;
-    }
-    if (record === undefined) throw storeError("ENOENT", "open", dir, "no pool here; create one with Pool.create");
-    if (!checkPoolRecord(record)) throw storeError("EINVAL", "open", dir, "the pool record is not a thinstack pool of a version this build reads");
     if (options.readahead !== undefined && (!Number.isSafeInteger(options.readahead) || options.readahead < 0)) {
       throw storeError("EINVAL", "open", dir, `read-ahead '${options.readahead}' must be a whole number of bytes, 0 or more`);
     }
-    // Held until close: another process's open would remove this one's commit files.
-    const unlock = await lockPool(dir);
+    const meta = new MetaStore(path.join(dir, METADATA_DIR));
+    // A first look, so a directory without a pool gets ENOENT (and no lock file).
+    await readRecord(meta, dir);
+    // Held until close: another open (in this process or another) would remove this one's
+    // commit files. The record is read again under it: the last holder may have committed.
+    const unlock = await openLock(dir);
+    let record: PoolRecord;
+    try {
+      record = await readRecord(meta, dir);
+    } catch (e) {
+      await unlock();
+      throw e;
+    }
     const io = BlockIo.acquire(options.ioThreads);
     const pool = new Pool(dir, meta, record, io, unlock, options.readahead);
     try {
@@ -469,4 +488,18 @@ export class Pool {
   #open(syscall: string): void {
     if (this.#closed) throw storeError("EBADF", syscall, this.dir, "the pool is closed; open it again with Pool.open");
   }
+}
+
+/** The root record of the pool whose metadata is `meta`: ENOENT without one, EINVAL for a foreign one. */
+async function readRecord(meta: MetaStore, dir: string): Promise<PoolRecord> {
+  let record: unknown;
+  try {
+    record = await meta.readRoot();
+  } catch (e) {
+    if (hasCode(e, "ENOTDIR")) record = undefined;
+    else throw e;
+  }
+  if (record === undefined) throw storeError("ENOENT", "open", dir, "no pool here; create one with Pool.create");
+  if (!checkPoolRecord(record)) throw storeError("EINVAL", "open", dir, "the pool record is not a thinstack pool of a version this build reads");
+  return record;
 }
