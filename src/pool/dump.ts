@@ -10,6 +10,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { Buffer } from "node:buffer";
 import { storeError } from "../common/errors.ts";
+import { openLock } from "../common/pidlock.ts";
 import { buildNodes } from "./check.ts";
 import { FANOUT } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
@@ -96,8 +97,12 @@ export async function dumpPool(dir: string): Promise<string> {
 }
 
 /**
- * Writes metadata from a dump into `dir` (replacing any there), as one atomic switch.
- * The data file is created sparse if it is missing; its blocks are not touched.
+ * Writes metadata from a dump into `dir` (replacing any there), as one atomic switch: every
+ * file is new (a participant's file keeps its dumped name unless a file of that name with
+ * other bytes is there; then it gets a fresh name, and its root names that), and the root
+ * record's rename switches them in, so a restore cut short leaves the pool as it was.
+ * The data file is created sparse if it is missing; its blocks are not touched. Takes the
+ * pool's lock: EBUSY while the pool is open here or in another process.
  */
 export async function restorePool(dir: string, text: string): Promise<void> {
   const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
@@ -143,38 +148,64 @@ export async function restorePool(dir: string, text: string): Promise<void> {
   }
   const metaDir = path.join(dir, "metadata");
   await fs.mkdir(metaDir, { recursive: true });
-  const dataFile = path.join(dir, "data");
-  if (!(await fs.stat(dataFile).catch(() => undefined))) {
-    const fh = await fs.open(dataFile, "w");
-    await fh.truncate(dataBlocks * blockSize);
-    await fh.close();
+  // No instance of this pool may be open in this process, nor the pool in another.
+  const unlock = await openLock(dir, "restore");
+  try {
+    const dataFile = path.join(dir, "data");
+    if (!(await fs.stat(dataFile).catch(() => undefined))) {
+      const fh = await fs.open(dataFile, "wx");
+      try {
+        await fh.truncate(dataBlocks * blockSize);
+      } finally {
+        await fh.close();
+      }
+    }
+    const meta = new MetaStore(metaDir);
+    const tx = num(head.a, "transaction");
+    let nextId = 1;
+    const stored: StoredNode[] = [];
+    const deviceFiles: Record<string, string> = {};
+    const used = new Set<number>();
+    for (const d of devices) {
+      d.record.root = d.map.size ? buildNodes(d.map, d.record.height, () => nextId++, stored) : 0;
+      for (const b of d.map.values()) used.add(b);
+      deviceFiles[String(d.record.id)] = await meta.write(`dev-${d.record.id}`, tx, d.record);
+    }
+    const segments = stored.length ? [await meta.write("nodes", tx, { transactionId: tx, nodes: stored } satisfies SegmentRecord)] : [];
+    // Participants' files keep their dumped names where that changes no file (a file of that
+    // name with other bytes may be live): until the root switches, the store is as it was.
+    const renamed = new Map<string, string>();
+    for (const [name, value] of files) {
+      const placed = await meta.place(name, tx, value);
+      if (placed !== name) renamed.set(name, placed);
+    }
+    if (renamed.size > 0) for (const name of Object.keys(participants)) participants[name] = renameFiles(participants[name], renamed);
+    const record: PoolRecord = {
+      format: POOL_FORMAT, version: POOL_VERSION, transactionId: tx, blockSize, dataBlocks,
+      metadataSize: num(head.a, "metadata_size"), nextNodeId: nextId, usedBlocks: used.size,
+      devices: deviceFiles, segments, participants,
+    };
+    const settings: Partial<PoolSettings> = {};
+    for (const [k, name] of SETTINGS) {
+      if (head.a[name] === undefined) continue;
+      const v = Number(head.a[name]);
+      if (!Number.isFinite(v)) throw storeError("EINVAL", "restore", dir, `attribute ${name}="${head.a[name]}" is not a number`);
+      settings[k] = v;
+    }
+    if (Object.keys(settings).length) record.settings = settings;
+    await meta.switchRoot(record);
+    await meta.collect(new Set([...segments, ...Object.values(deviceFiles), ...files.map(([n]) => renamed.get(n) ?? n)]));
+  } finally {
+    await unlock();
   }
-  const meta = new MetaStore(metaDir);
-  const tx = num(head.a, "transaction");
-  let nextId = 1;
-  const stored: StoredNode[] = [];
-  const deviceFiles: Record<string, string> = {};
-  const used = new Set<number>();
-  for (const d of devices) {
-    d.record.root = d.map.size ? buildNodes(d.map, d.record.height, () => nextId++, stored) : 0;
-    for (const b of d.map.values()) used.add(b);
-    deviceFiles[String(d.record.id)] = await meta.write(`dev-${d.record.id}`, tx, d.record);
+}
+
+/** `value` with every string that names a renamed file replaced by its new name (participant roots name their files). */
+function renameFiles(value: unknown, renamed: Map<string, string>): unknown {
+  if (typeof value === "string") return renamed.get(value) ?? value;
+  if (Array.isArray(value)) return value.map((v) => renameFiles(v, renamed));
+  if (value && typeof value === "object" && !ArrayBuffer.isView(value)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, renameFiles(v, renamed)]));
   }
-  const segments = stored.length ? [await meta.write("nodes", tx, { transactionId: tx, nodes: stored } satisfies SegmentRecord)] : [];
-  for (const [name, value] of files) await meta.writeNamed(name, value);
-  const record: PoolRecord = {
-    format: POOL_FORMAT, version: POOL_VERSION, transactionId: tx, blockSize, dataBlocks,
-    metadataSize: num(head.a, "metadata_size"), nextNodeId: nextId, usedBlocks: used.size,
-    devices: deviceFiles, segments, participants,
-  };
-  const settings: Partial<PoolSettings> = {};
-  for (const [k, name] of SETTINGS) {
-    if (head.a[name] === undefined) continue;
-    const v = Number(head.a[name]);
-    if (!Number.isFinite(v)) throw storeError("EINVAL", "restore", dir, `attribute ${name}="${head.a[name]}" is not a number`);
-    settings[k] = v;
-  }
-  if (Object.keys(settings).length) record.settings = settings;
-  await meta.switchRoot(record);
-  await meta.collect(new Set([...segments, ...Object.values(deviceFiles), ...files.map(([n]) => n)]));
+  return value;
 }
