@@ -156,12 +156,13 @@ export class Catalog {
   }
 
   /**
-   * What the pool calls at each commit. `consistent` says whether the tables may be
-   * committed as they are now (the store is between operations).
+   * What the pool calls at each commit. `hold` keeps the store between operations until
+   * its release, or returns undefined when an operation is under way (its tables are
+   * half-changed); the store's own commits need no hold, being its operations' last step.
    */
-  participant(consistent: () => boolean): CommitParticipant {
+  participant(hold: () => (() => void) | undefined): CommitParticipant {
     return {
-      allowsImplicitCommit: () => this.#committing || consistent(),
+      holdForCommit: () => this.#committing ? () => {} : hold(),
       prepareCommit: (tx) => this.#prepareCommit(tx),
       liveFiles: () => (this.#pendingRoot ?? this.#root).files,
       committed: () => this.#committed(),

@@ -110,16 +110,60 @@ export class CommitEngine {
     return this.#participantRoots[name];
   }
 
-  /** True when every attached participant can commit its state as it is now. */
-  implicitAllowed(): boolean {
-    for (const p of this.#participants.values()) if (p.allowsImplicitCommit?.() === false) return false;
+  /**
+   * Holds every attached participant as it is now (see CommitParticipant.holdForCommit)
+   * and returns the release of them all; undefined, holding none, when one is in the middle
+   * of an operation.
+   */
+  holdParticipants(): (() => void) | undefined {
+    const releases: (() => void)[] = [];
+    const releaseAll = () => {
+      for (const r of releases.splice(0)) r();
+    };
+    for (const p of this.#participants.values()) {
+      if (!p.holdForCommit) continue;
+      const release = p.holdForCommit();
+      if (!release) {
+        releaseAll();
+        return undefined;
+      }
+      releases.push(release);
+    }
+    return releaseAll;
+  }
+
+  /** {@linkcode holdParticipants}, or EBUSY. */
+  holdOrRefuse(syscall: string): () => void {
+    const release = this.holdParticipants();
+    if (!release) {
+      throw storeError("EBUSY", syscall, this.#core.dir, "the layer store is in the middle of an operation; commit through it (store.sync()) or retry when it is done");
+    }
+    return release;
+  }
+
+  /**
+   * Commits if every participant can be held as it is (they stay so until the commit is
+   * done); false, committing nothing, when one is in the middle of an operation. The
+   * caller holds the pool's write lock.
+   */
+  async commitIfAllowed(): Promise<boolean> {
+    const release = this.holdParticipants();
+    if (!release) return false;
+    try {
+      await this.commit();
+    } finally {
+      release();
+    }
     return true;
   }
 
-  /** EBUSY unless {@linkcode implicitAllowed}. */
-  checkImplicit(syscall: string): void {
-    if (!this.implicitAllowed()) {
-      throw storeError("EBUSY", syscall, this.#core.dir, "the layer store is in the middle of an operation; commit through it (store.sync()) or retry when it is done");
+  /** Commits holding every participant, or EBUSY (see {@linkcode holdOrRefuse}). The caller holds the pool's write lock. */
+  async commitOrRefuse(syscall: string): Promise<void> {
+    const release = this.holdOrRefuse(syscall);
+    try {
+      await this.commit();
+    } finally {
+      release();
     }
   }
 

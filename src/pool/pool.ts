@@ -83,9 +83,8 @@ export class Pool {
       ctx: {
         io, forest, space, blockSize: record.blockSize, file, key: `${file}#${randomUUID()}`, inflight: new Inflight(record.blockSize, file),
         reclaim: async () => {
-          if (space.pending.size === 0 || !this.#engine.implicitAllowed()) return false;
-          await this.#engine.commit();
-          return true;
+          if (space.pending.size === 0) return false;
+          return await this.#engine.commitIfAllowed();
         },
       },
     };
@@ -254,8 +253,10 @@ export class Pool {
    * Deletes a device: every block no other device sees goes back to free space at once.
    *
    * With `deferred` (Docker's dm.use_deferred_deletion) the device disappears at once, the
-   * deletion is committed as pending, and its blocks are freed in the background; a crash
-   * in between finishes the work at the next open. {@linkcode Pool.settle} waits for it.
+   * deletion is committed as pending (at once, unless an attached participant is in the
+   * middle of an operation: then with its next commit), and its blocks are freed in the
+   * background; a crash in between finishes the work at the next open. {@linkcode Pool.settle}
+   * waits for it.
    */
   async deleteDevice(id: DeviceId, options: { deferred?: boolean } = {}): Promise<void> {
     if (!options.deferred) {
@@ -265,7 +266,9 @@ export class Pool {
     }
     await this.#mutate("delete", async () => {
       this.#device(id, "delete").deleting = true;
-      await this.#engine.commit();
+      // Recorded at once where the participants allow a commit; else with their next one
+      // (the layer store, deleting a layer's device, has recorded it in its own root first).
+      await this.#engine.commitIfAllowed();
     });
     this.#finishDeletion(id);
   }
@@ -284,7 +287,7 @@ export class Pool {
       this.#drop(dev);
       // A participant in the middle of an operation: the freeing commits with its next commit
       // (a crash before that finishes the deletion again at open).
-      if (this.#engine.implicitAllowed()) await this.#engine.commit();
+      await this.#engine.commitIfAllowed();
     });
     this.#background.add(work);
     work.catch(() => {}).finally(() => this.#background.delete(work));
@@ -391,10 +394,7 @@ export class Pool {
    */
   commit(): Promise<void> {
     this.#open("commit");
-    return this.#lock.write(() => {
-      this.#engine.checkImplicit("commit");
-      return this.#engine.commit();
-    });
+    return this.#lock.write(() => this.#engine.commitOrRefuse("commit"));
   }
 
   /**

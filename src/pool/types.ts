@@ -144,11 +144,15 @@ export interface CommitParticipant {
   /** Names of metadata files this participant still needs after the commit. */
   liveFiles(): Iterable<string>;
   /**
-   * False while the participant's state is half-changed (in the middle of one of its own
-   * operations): the pool then does not commit by itself (to reclaim blocks, or after a
-   * deferred deletion), since the commit would pair new block maps with old tables.
+   * Asked when a commit the participant did not start begins (an application's
+   * `pool.commit()`, one that reclaims blocks, one after a deferred deletion). Returns a
+   * release when its state may be committed as it is now, and keeps it so — no operation
+   * of its own starts — until the pool calls the release after the commit; undefined while
+   * its state is half-changed (in the middle of one of its operations), since the commit
+   * would pair new block maps with half-changed tables. Deciding and holding are one step:
+   * an operation cannot start in between. Without it, the participant is always ready.
    */
-  allowsImplicitCommit?(): boolean;
+  holdForCommit?(): (() => void) | undefined;
   /** The commit that called `prepareCommit` is durable. */
   committed?(): void;
   /** The commit failed: what `prepareCommit` took stays pending. */
