@@ -17,12 +17,13 @@ import { checkRange, discardRange, writeRange } from "./devio.ts";
 import { Inflight } from "./inflight.ts";
 import { autoextend, checkBlocks, checkFreeSpace, checkSettings, freeBlocks, resize, trim, type TrimResult } from "./maintenance.ts";
 import { Readahead } from "./readahead.ts";
+import { DeleteErrors } from "./deleteerrors.ts";
 import { heightFor, MapForest } from "./maptree.ts";
 import { MetaStore, ROOT_FILE } from "./metastore.ts";
 import { checkPoolRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord } from "./persist.ts";
 import { SpaceMap } from "./spacemap.ts";
 import {
-  type AutoextendEvent, type BlockNo, type CommitParticipant, DEFAULT_SETTINGS, type PoolSettings, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
+  type AutoextendEvent, type BlockNo, type DeferredDeleteError, type CommitParticipant, DEFAULT_SETTINGS, type PoolSettings, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
   MAX_DEVICE_ID, MIN_BLOCK_SIZE, type PoolCreateOptions, type PoolOpenOptions, type PoolStatus, type ThinDevice, type VBlock,
 } from "./types.ts";
 
@@ -61,10 +62,17 @@ export class Pool {
   readonly #lock = new RwLock();
   /** Called when the data file grew by itself (autoextend). */
   onAutoextend: (event: AutoextendEvent) => void = () => {};
+  /**
+   * Called when a deferred deletion failed in the background (nobody awaits that work):
+   * it stays pending, is listed in `status().deferredDeleteErrors` and is retried at the
+   * next open. The command line prints it as a warning.
+   */
+  onDeferredDeleteError: (error: DeferredDeleteError) => void = () => {};
   #closed = false;
   readonly #background = new Set<Promise<void>>();
   readonly #readahead: Readahead;
   #holdDeletions = false;
+  readonly #deleteErrors: DeleteErrors;
   readonly #unlock: () => Promise<void>;
 
   private constructor(dir: string, meta: MetaStore, record: PoolRecord, io: BlockIo, unlock: () => Promise<void>, readahead?: number) {
@@ -91,6 +99,7 @@ export class Pool {
     this.#core = core;
     this.#engine = new CommitEngine(core, record);
     this.#readahead = new Readahead(core.ctx, readahead);
+    this.#deleteErrors = new DeleteErrors(dir);
   }
 
   /**
@@ -177,6 +186,8 @@ export class Pool {
     const pool = new Pool(dir, meta, record, io, unlock, options.readahead);
     try {
       await pool.#load(record);
+      const deleting = new Set([...pool.#core.devices.values()].filter((d) => d.deleting).map((d) => d.id));
+      await pool.#deleteErrors.load(deleting, record.transactionId);
       // A deferred deletion a crash (or a close that did not settle) left: finish it now.
       if (options.resumeDeletions !== false) for (const dev of pool.#core.devices.values()) if (dev.deleting) pool.#finishDeletion(dev.id);
     } catch (e) {
@@ -216,6 +227,8 @@ export class Pool {
       }
       this.#closed = true;
     });
+    this.#deferredDeleteErrors(); // drops what the last commit resolved
+    await this.#deleteErrors.save();
     await BlockIo.release();
     await this.#unlock();
     if (failure) throw failure;
@@ -289,8 +302,22 @@ export class Pool {
       // (a crash before that finishes the deletion again at open).
       await this.#engine.commitIfAllowed();
     });
-    this.#background.add(work);
-    work.catch(() => {}).finally(() => this.#background.delete(work));
+    // Nobody awaits this work: its failure is reported, listed in status and kept; the
+    // deletion stays recorded as pending, for the next open.
+    const reported = work.catch(async (e) => {
+      const error = await this.#deleteErrors.record(id, e, this.#engine.transactionId);
+      try {
+        this.onDeferredDeleteError(error);
+      } catch {
+        /* a listener's failure is not the pool's */
+      }
+    });
+    this.#background.add(reported);
+    reported.finally(() => this.#background.delete(reported));
+  }
+
+  #deferredDeleteErrors(): DeferredDeleteError[] {
+    return this.#deleteErrors.list((id) => this.#core.devices.has(id), this.#engine.transactionId);
   }
 
   /**
@@ -385,6 +412,7 @@ export class Pool {
       pendingFreeBlocks: space.pending.size,
       devices: this.devices().length,
       deferredDeletes: [...devices.values()].filter((d) => d.deleting).length,
+      deferredDeleteErrors: this.#deferredDeleteErrors(),
     };
   }
 

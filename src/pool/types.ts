@@ -85,8 +85,26 @@ export interface PoolStatus {
   devices: number;
   /** Devices deleted with `deferred` whose blocks are still being freed. */
   deferredDeletes: number;
+  /**
+   * Deferred deletions whose background work failed (here or in an earlier process):
+   * they stay pending and are retried at the next open; an entry goes once a commit
+   * records its device as gone.
+   */
+  deferredDeleteErrors: DeferredDeleteError[];
   /** The operator settings in force. */
   settings: PoolSettings;
+}
+
+/** A deferred deletion whose background work failed. */
+export interface DeferredDeleteError {
+  /** The device being deleted. */
+  device: DeviceId;
+  /** The error's code (EIO, ENOSPC, ...), when it had one. */
+  code?: string;
+  /** The error's message. */
+  message: string;
+  /** When it failed (ISO 8601). */
+  time: string;
 }
 
 /** Reported when the data file grew by itself. */
