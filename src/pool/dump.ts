@@ -12,10 +12,10 @@ import { Buffer } from "node:buffer";
 import { storeError } from "../common/errors.ts";
 import { openLock } from "../common/pidlock.ts";
 import { buildNodes } from "./check.ts";
-import { FANOUT } from "./maptree.ts";
+import { LEVEL_BITS, MIN_LEVEL_BITS } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
 import type { PoolSettings } from "./types.ts";
-import { checkPoolRecord, type DeviceRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, type StoredNode } from "./persist.ts";
+import { checkPoolRecord, type DeviceRecord, levelBitsOf, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, type StoredNode } from "./persist.ts";
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 const unesc = (s: string) => s.replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
@@ -58,6 +58,9 @@ export async function dumpPool(dir: string): Promise<string> {
   const out: string[] = [];
   const settings: Record<string, number> = {};
   for (const [k, name] of SETTINGS) if (typeof record.settings?.[k] === "number") settings[name] = record.settings[k]!;
+  // Only a test's pool has other than 10 bits per map level: a real pool's dump does not say it.
+  if (record.mapLevelBits !== undefined) settings.map_level_bits = record.mapLevelBits;
+  const fanout = 2 ** levelBitsOf(record);
   out.push(`<superblock${attrs({ format: POOL_FORMAT, version: record.version, transaction: record.transactionId, block_size: record.blockSize, nr_data_blocks: record.dataBlocks, metadata_size: record.metadataSize, ...settings })}>`);
   const devs: DeviceRecord[] = [];
   for (const file of Object.values(record.devices)) devs.push(await meta.read(file) as DeviceRecord);
@@ -67,7 +70,7 @@ export async function dumpPool(dir: string): Promise<string> {
       const n = nodes.get(id);
       if (!n) throw storeError("EIO", "dump", dir, `map node ${id} of device ${d.id} is missing; run repair first`);
       for (let k = 0; k < n[2].length; k += 2) {
-        const vb = base + n[2][k] * FANOUT ** level;
+        const vb = base + n[2][k] * fanout ** level;
         if (level === 0) map.push([vb, n[2][k + 1] - 1]);
         else walk(n[2][k + 1], level - 1, vb);
       }
@@ -162,12 +165,14 @@ export async function restorePool(dir: string, text: string): Promise<void> {
     }
     const meta = new MetaStore(metaDir);
     const tx = num(head.a, "transaction");
+    const levelBits = head.a.map_level_bits === undefined ? LEVEL_BITS : num(head.a, "map_level_bits");
+    if (levelBits < MIN_LEVEL_BITS || levelBits > LEVEL_BITS) throw storeError("EINVAL", "restore", dir, `map_level_bits="${levelBits}" must be from ${MIN_LEVEL_BITS} to ${LEVEL_BITS}`);
     let nextId = 1;
     const stored: StoredNode[] = [];
     const deviceFiles: Record<string, string> = {};
     const used = new Set<number>();
     for (const d of devices) {
-      d.record.root = d.map.size ? buildNodes(d.map, d.record.height, () => nextId++, stored) : 0;
+      d.record.root = d.map.size ? buildNodes(d.map, d.record.height, () => nextId++, stored, 2 ** levelBits) : 0;
       for (const b of d.map.values()) used.add(b);
       deviceFiles[String(d.record.id)] = await meta.write(`dev-${d.record.id}`, tx, d.record);
     }
@@ -184,6 +189,7 @@ export async function restorePool(dir: string, text: string): Promise<void> {
       format: POOL_FORMAT, version: POOL_VERSION, transactionId: tx, blockSize, dataBlocks,
       metadataSize: num(head.a, "metadata_size"), nextNodeId: nextId, usedBlocks: used.size,
       devices: deviceFiles, segments, participants,
+      ...(levelBits !== LEVEL_BITS ? { mapLevelBits: levelBits } : {}),
     };
     const settings: Partial<PoolSettings> = {};
     for (const [k, name] of SETTINGS) {

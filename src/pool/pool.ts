@@ -18,9 +18,9 @@ import { Inflight } from "./inflight.ts";
 import { autoextend, checkBlocks, checkFreeSpace, checkSettings, freeBlocks, resize, trim, type TrimResult } from "./maintenance.ts";
 import { Readahead } from "./readahead.ts";
 import { DeleteErrors } from "./deleteerrors.ts";
-import { heightFor, MapForest } from "./maptree.ts";
+import { LEVEL_BITS, MapForest, MIN_LEVEL_BITS } from "./maptree.ts";
 import { MetaStore, ROOT_FILE } from "./metastore.ts";
-import { checkPoolRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord } from "./persist.ts";
+import { checkPoolRecord, levelBitsOf, POOL_FORMAT, POOL_VERSION, type PoolRecord } from "./persist.ts";
 import { SpaceMap } from "./spacemap.ts";
 import {
   type AutoextendEvent, type BlockNo, type DeferredDeleteError, type CommitParticipant, DEFAULT_SETTINGS, type PoolSettings, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
@@ -80,7 +80,7 @@ export class Pool {
     this.#unlock = unlock;
     this.blockSize = record.blockSize;
     const space = new SpaceMap(record.dataBlocks);
-    const forest = new MapForest(space, record.nextNodeId);
+    const forest = new MapForest(space, record.nextNodeId, levelBitsOf(record));
     const file = path.join(dir, DATA_FILE);
     let version = 0;
     const core: PoolCore = {
@@ -123,6 +123,10 @@ export class Pool {
     const dataBlocks = Math.floor(dataSize / blockSize);
     checkBlocks(dataBlocks, blockSize, "create", dir);
     const settings = checkSettings({ ...DEFAULT_SETTINGS, ...options.settings }, dir);
+    const levelBits = options.mapLevelBits ?? LEVEL_BITS;
+    if (!Number.isSafeInteger(levelBits) || levelBits < MIN_LEVEL_BITS || levelBits > LEVEL_BITS) {
+      throw storeError("EINVAL", "create", dir, `map level bits '${levelBits}' must be a whole number from ${MIN_LEVEL_BITS} to ${LEVEL_BITS}`);
+    }
     const metaDir = path.join(dir, METADATA_DIR);
     await fs.mkdir(metaDir, { recursive: true });
     // Held from the check to the open: two creators would both find no pool.
@@ -151,6 +155,7 @@ export class Pool {
       const record: PoolRecord = {
         format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
         nextNodeId: 1, devices: {}, segments: [], participants: {}, settings,
+        ...(levelBits !== LEVEL_BITS ? { mapLevelBits: levelBits } : {}),
       };
       await meta.switchRoot(record);
       return await Pool.open(dir, options);
@@ -241,7 +246,7 @@ export class Pool {
       if (!Number.isSafeInteger(size) || size <= 0) {
         throw storeError("EINVAL", "create_thin", `device ${id}`, `size '${size}' must be a positive whole number of bytes`);
       }
-      const height = heightFor(Math.ceil(size / this.blockSize));
+      const height = this.#core.forest.heightFor(Math.ceil(size / this.blockSize));
       this.#core.devices.set(id, { id, size, mapping: { root: null, height }, created: Date.now(), savedRoot: 0, version: this.#core.nextVersion() });
     });
   }

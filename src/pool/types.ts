@@ -26,6 +26,12 @@ export interface PoolCreateOptions {
   metadataSize?: number;
   /** Operator settings; see {@linkcode PoolSettings}. */
   settings?: Partial<PoolSettings>;
+  /**
+   * Bits per level of the block maps' radix trees: nodes of 2^bits slots. Default 10
+   * (1,024 slots, what every real pool uses); fewer, from 2, give small devices deep
+   * trees, for tests of the tree code.
+   */
+  mapLevelBits?: number;
 }
 
 /**
