@@ -171,10 +171,19 @@ export class Catalog {
   }
 
   /** Commits the pool with the changed layers; on failure the changes stay pending. Call under the store's write lock. */
-  async commit(): Promise<void> {
+  commit(): Promise<void> {
+    return this.asCommitter(() => this.#pool.commit());
+  }
+
+  /**
+   * Runs `fn`, a pool call that commits (a deferred deletion records itself), as one of the
+   * store's own commits: the pool may commit the tables as they are. Call under the store's
+   * write lock, with the tables consistent (the operation's last step).
+   */
+  async asCommitter<T>(fn: () => Promise<T>): Promise<T> {
     this.#committing = true;
     try {
-      await this.#pool.commit();
+      return await fn();
     } finally {
       this.#committing = false;
     }

@@ -261,7 +261,8 @@ export class LayerStore {
       s.unregister(layer);
       s.retired.push(device);
       await s.commit();
-      await this.pool.deleteDevice(device, { deferred: true });
+      // Its last step: the pool's commit of the pending deletion carries the tables as they are.
+      await s.catalog.asCommitter(() => this.pool.deleteDevice(device, { deferred: true }));
     });
   }
 
