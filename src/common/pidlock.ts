@@ -149,6 +149,7 @@ async function acquire(root: string, file: string): Promise<{ ino: number; dev: 
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       try {
         await fs.link(mine, file);
+        await sweep(file);
         return me;
       } catch (e) {
         if ((e as { code?: string }).code !== "EEXIST") throw e;
@@ -162,7 +163,10 @@ async function acquire(root: string, file: string): Promise<{ ino: number; dev: 
           : `the pool is in use by process ${pid}; wait for it to finish or close the pool there (if no such process runs, remove '${file}')`);
       }
       const result = await takeOver(file, mine, holder, 0);
-      if (result === true) return me;
+      if (result === true) {
+        await sweep(file);
+        return me;
+      }
       // Another live process is taking the stale lock over: it will hold it in a moment.
       taker = result;
       await new Promise((r) => setTimeout(r, 5 + Math.random() * 10));
@@ -209,6 +213,20 @@ async function takeOver(target: string, mine: string, found: Holder, depth: numb
     return true;
   } finally {
     await fs.rm(claim, { force: true });
+  }
+}
+
+/**
+ * Removes the own files (`lock.PID.RANDOM`, and `.new`) of takers that died before they
+ * removed them. Only their owner ever uses such a file, so one whose pid is dead is nobody's.
+ * Claims are left alone: one may still be a live taker's.
+ */
+async function sweep(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const own = new RegExp(`^${path.basename(file)}\\.(\\d+)\\.[0-9a-f]{12}(\\.new)?$`);
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    const pid = Number(own.exec(name)?.[1]);
+    if (pid > 0 && pid !== process.pid && !alive(pid)) await fs.rm(path.join(dir, name), { force: true }).catch(() => {});
   }
 }
 

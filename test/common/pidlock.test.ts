@@ -101,6 +101,24 @@ describe("the pool lock between processes", () => {
     });
   });
 
+  it("removes the files of takers that died before they removed them, and nobody else's", async () => {
+    await withTmp(async (dir) => {
+      const file = path.join(dir, LOCK_FILE);
+      const dead = deadPid();
+      await fs.writeFile(`${file}.${dead}.0123456789ab`, `${dead}\n`);
+      await fs.writeFile(`${file}.${dead}.0123456789ab.new`, `${dead}\n`);
+      const sleeper = spawn("sleep", ["60"], { stdio: "ignore" });
+      try {
+        await fs.writeFile(`${file}.${sleeper.pid}.ba9876543210`, `${sleeper.pid}\n`);
+        const release = await lockPool(dir);
+        assert.deepEqual((await fs.readdir(dir)).sort(), [LOCK_FILE, `${LOCK_FILE}.${sleeper.pid}.ba9876543210`]);
+        await release();
+      } finally {
+        sleeper.kill("SIGKILL");
+      }
+    });
+  });
+
   it("leaves a stale lock alone while a live process holds the claim on it (EBUSY naming it)", async () => {
     await withTmp(async (dir) => {
       const file = path.join(dir, LOCK_FILE);
