@@ -23,7 +23,7 @@ export { DATA_FILE, METADATA_DIR, Pool } from "./src/pool/pool.ts";
 export type { TrimResult } from "./src/pool/pool.ts";
 export type { PunchMethod } from "./src/pool/punch.ts";
 export type {
-  AutoextendEvent, BlockNo, CommitParticipant, DeviceId, DeviceInfo, DeviceUsage, MetadataTransaction, PoolCreateOptions,
+  AutoextendEvent, BlockNo, CommitParticipant, DeferredDeleteError, DeviceId, DeviceInfo, DeviceUsage, MetadataTransaction, PoolCreateOptions,
   PoolOpenOptions, PoolSettings, PoolStatus, ThinDevice, VBlock,
 } from "./src/pool/types.ts";
 export { MAX_BLOCK_SIZE, MAX_DEVICE_ID, MIN_BLOCK_SIZE } from "./src/pool/types.ts";

@@ -72,6 +72,8 @@ export function infoFields(pool: Pool, root: string, baseSize: number): [string,
     ["Deferred Removal Enabled", "true"],
     ["Deferred Deletion Enabled", "true"],
     ["Deferred Deleted Device Count", String(s.deferredDeletes)],
+    // Not a docker field: shown only when a deferred deletion failed.
+    ...s.deferredDeleteErrors.map((e): [string, string] => ["Deferred Delete Error", `device ${e.device} (${e.time}): ${e.message.split("\n")[0]}`]),
     ["Library Version", `thinstack ${VERSION}`],
   ];
 }

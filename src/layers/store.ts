@@ -118,7 +118,7 @@ export class LayerStore {
       };
       const store = make(pool, root, cache);
       const s = store.#s;
-      pool.attach(PARTICIPANT, s.catalog.participant(() => !s.lock.writing));
+      pool.attach(PARTICIPANT, s.catalog.participant(() => s.lock.tryRead()));
       await pool.createThin(baseDevice, baseSize);
       await s.lock.write(() => s.commit());
       return store;
@@ -130,7 +130,7 @@ export class LayerStore {
     const s = store.#s;
     await loadAll(s, options.salvage === true);
     await s.catalog.loadRecords();
-    pool.attach(PARTICIPANT, s.catalog.participant(() => !s.lock.writing));
+    pool.attach(PARTICIPANT, s.catalog.participant(() => s.lock.tryRead()));
     await s.lock.write(() => reap(s, store.#host));
     return store;
   }
@@ -261,7 +261,8 @@ export class LayerStore {
       s.unregister(layer);
       s.retired.push(device);
       await s.commit();
-      await this.pool.deleteDevice(device, { deferred: true });
+      // Its last step: the pool's commit of the pending deletion carries the tables as they are.
+      await s.catalog.asCommitter(() => this.pool.deleteDevice(device, { deferred: true }));
     });
   }
 

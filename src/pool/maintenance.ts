@@ -70,7 +70,7 @@ export async function resize(core: PoolCore, engine: CommitEngine, dataSize: num
   }
   // The file loses its tail only once a commit records the smaller pool: a crash in
   // between must not leave a record that needs more file than there is.
-  engine.checkImplicit("resize");
+  const release = engine.holdOrRefuse("resize");
   const total = space.total;
   space.shrink(blocks);
   try {
@@ -78,6 +78,8 @@ export async function resize(core: PoolCore, engine: CommitEngine, dataSize: num
   } catch (e) {
     space.grow(total);
     throw e;
+  } finally {
+    release();
   }
   await fs.truncate(ctx.file, blocks * blockSize);
 }

@@ -9,7 +9,7 @@ import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { hasCode, storeError } from "../common/errors.ts";
 import { RwLock } from "../common/lock.ts";
-import { lockPool } from "../common/pidlock.ts";
+import { lockPool, openLock } from "../common/pidlock.ts";
 import { BlockIo } from "./blockio.ts";
 import { CommitEngine } from "./commit.ts";
 import type { DeviceState, PoolCore } from "./core.ts";
@@ -17,12 +17,13 @@ import { checkRange, discardRange, writeRange } from "./devio.ts";
 import { Inflight } from "./inflight.ts";
 import { autoextend, checkBlocks, checkFreeSpace, checkSettings, freeBlocks, resize, trim, type TrimResult } from "./maintenance.ts";
 import { Readahead } from "./readahead.ts";
-import { heightFor, MapForest } from "./maptree.ts";
-import { MetaStore } from "./metastore.ts";
-import { checkPoolRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord } from "./persist.ts";
+import { DeleteErrors } from "./deleteerrors.ts";
+import { LEVEL_BITS, MapForest, MIN_LEVEL_BITS } from "./maptree.ts";
+import { MetaStore, ROOT_FILE } from "./metastore.ts";
+import { checkPoolRecord, levelBitsOf, POOL_FORMAT, POOL_VERSION, type PoolRecord } from "./persist.ts";
 import { SpaceMap } from "./spacemap.ts";
 import {
-  type AutoextendEvent, type BlockNo, type CommitParticipant, DEFAULT_SETTINGS, type PoolSettings, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
+  type AutoextendEvent, type BlockNo, type DeferredDeleteError, type CommitParticipant, DEFAULT_SETTINGS, type PoolSettings, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
   MAX_DEVICE_ID, MIN_BLOCK_SIZE, type PoolCreateOptions, type PoolOpenOptions, type PoolStatus, type ThinDevice, type VBlock,
 } from "./types.ts";
 
@@ -61,10 +62,17 @@ export class Pool {
   readonly #lock = new RwLock();
   /** Called when the data file grew by itself (autoextend). */
   onAutoextend: (event: AutoextendEvent) => void = () => {};
+  /**
+   * Called when a deferred deletion failed in the background (nobody awaits that work):
+   * it stays pending, is listed in `status().deferredDeleteErrors` and is retried at the
+   * next open. The command line prints it as a warning.
+   */
+  onDeferredDeleteError: (error: DeferredDeleteError) => void = () => {};
   #closed = false;
   readonly #background = new Set<Promise<void>>();
   readonly #readahead: Readahead;
   #holdDeletions = false;
+  readonly #deleteErrors: DeleteErrors;
   readonly #unlock: () => Promise<void>;
 
   private constructor(dir: string, meta: MetaStore, record: PoolRecord, io: BlockIo, unlock: () => Promise<void>, readahead?: number) {
@@ -72,7 +80,7 @@ export class Pool {
     this.#unlock = unlock;
     this.blockSize = record.blockSize;
     const space = new SpaceMap(record.dataBlocks);
-    const forest = new MapForest(space, record.nextNodeId);
+    const forest = new MapForest(space, record.nextNodeId, levelBitsOf(record));
     const file = path.join(dir, DATA_FILE);
     let version = 0;
     const core: PoolCore = {
@@ -83,15 +91,15 @@ export class Pool {
       ctx: {
         io, forest, space, blockSize: record.blockSize, file, key: `${file}#${randomUUID()}`, inflight: new Inflight(record.blockSize, file),
         reclaim: async () => {
-          if (space.pending.size === 0 || !this.#engine.implicitAllowed()) return false;
-          await this.#engine.commit();
-          return true;
+          if (space.pending.size === 0) return false;
+          return await this.#engine.commitIfAllowed();
         },
       },
     };
     this.#core = core;
     this.#engine = new CommitEngine(core, record);
     this.#readahead = new Readahead(core.ctx, readahead);
+    this.#deleteErrors = new DeleteErrors(dir);
   }
 
   /**
@@ -112,53 +120,79 @@ export class Pool {
     if (!Number.isSafeInteger(metadataSize) || metadataSize <= 0) {
       throw storeError("EINVAL", "create", dir, `metadata size '${metadataSize}' must be a positive whole number of bytes`);
     }
-    const metaDir = path.join(dir, METADATA_DIR);
-    await fs.mkdir(metaDir, { recursive: true });
-    const meta = new MetaStore(metaDir);
-    if (await meta.readRoot() !== undefined) {
-      throw storeError("EEXIST", "create", dir, "a pool already exists here; open it with Pool.open");
-    }
     const dataBlocks = Math.floor(dataSize / blockSize);
     checkBlocks(dataBlocks, blockSize, "create", dir);
-    const fh = await fs.open(path.join(dir, DATA_FILE), "w");
-    try {
-      await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
-    } finally {
-      await fh.close();
+    const settings = checkSettings({ ...DEFAULT_SETTINGS, ...options.settings }, dir);
+    const levelBits = options.mapLevelBits ?? LEVEL_BITS;
+    if (!Number.isSafeInteger(levelBits) || levelBits < MIN_LEVEL_BITS || levelBits > LEVEL_BITS) {
+      throw storeError("EINVAL", "create", dir, `map level bits '${levelBits}' must be a whole number from ${MIN_LEVEL_BITS} to ${LEVEL_BITS}`);
     }
-    const record: PoolRecord = {
-      format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
-      nextNodeId: 1, devices: {}, segments: [], participants: {},
-      settings: checkSettings({ ...DEFAULT_SETTINGS, ...options.settings }, dir),
-    };
-    await meta.switchRoot(record);
-    return Pool.open(dir, options);
+    const metaDir = path.join(dir, METADATA_DIR);
+    await fs.mkdir(metaDir, { recursive: true });
+    // Held from the check to the open: two creators would both find no pool.
+    const unlock = await lockPool(dir);
+    try {
+      const meta = new MetaStore(metaDir);
+      if (await meta.readRoot() !== undefined) {
+        throw storeError("EEXIST", "create", dir, "a pool already exists here; open it with Pool.open");
+      }
+      const data = path.join(dir, DATA_FILE);
+      let fh: fs.FileHandle;
+      try {
+        // Never "w": a data file without a root record may be a pool that lost its root, all its data still there.
+        fh = await fs.open(data, "wx");
+      } catch (e) {
+        if (!hasCode(e, "EEXIST")) throw e;
+        throw storeError("EEXIST", "create", data, `a data file is here but no root record ('${path.join(metaDir, ROOT_FILE)}'): it may be a pool that lost its metadata; ` +
+          "recover it (restore a dump with 'thinstack restore', then 'thinstack repair'), or remove the data file to create a new pool here");
+      }
+      try {
+        await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const record: PoolRecord = {
+        format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
+        nextNodeId: 1, devices: {}, segments: [], participants: {}, settings,
+        ...(levelBits !== LEVEL_BITS ? { mapLevelBits: levelBits } : {}),
+      };
+      await meta.switchRoot(record);
+      return await Pool.open(dir, options);
+    } finally {
+      await unlock();
+    }
   }
 
   /**
    * Opens the pool in `dir` at its last commit. ENOENT if there is none; EBUSY while another
-   * process has it open (a lock file holding its pid, taken over once that process is gone).
+   * process has it open (a lock file holding its pid, taken over once that process is gone),
+   * and EBUSY when this process has it open already (one instance per pool: two would remove
+   * each other's files).
    */
   static async open(dir: string, options: PoolOpenOptions = {}): Promise<Pool> {
-    const meta = new MetaStore(path.join(dir, METADATA_DIR));
-    let record: unknown;
-    try {
-      record = await meta.readRoot();
-    } catch (e) {
-      if (hasCode(e, "ENOTDIR")) record = undefined;
-      else throw e;
-    }
-    if (record === undefined) throw storeError("ENOENT", "open", dir, "no pool here; create one with Pool.create");
-    if (!checkPoolRecord(record)) throw storeError("EINVAL", "open", dir, "the pool record is not a thinstack pool of a version this build reads");
     if (options.readahead !== undefined && (!Number.isSafeInteger(options.readahead) || options.readahead < 0)) {
       throw storeError("EINVAL", "open", dir, `read-ahead '${options.readahead}' must be a whole number of bytes, 0 or more`);
     }
-    // Held until close: another process's open would remove this one's commit files.
-    const unlock = await lockPool(dir);
+    const meta = new MetaStore(path.join(dir, METADATA_DIR));
+    // A first look, so a directory without a pool gets ENOENT (and no lock file).
+    await readRecord(meta, dir);
+    // Held until close: another open (in this process or another) would remove this one's
+    // commit files. The record is read again under it: the last holder may have committed.
+    const unlock = await openLock(dir);
+    let record: PoolRecord;
+    try {
+      record = await readRecord(meta, dir);
+    } catch (e) {
+      await unlock();
+      throw e;
+    }
     const io = BlockIo.acquire(options.ioThreads);
     const pool = new Pool(dir, meta, record, io, unlock, options.readahead);
     try {
       await pool.#load(record);
+      const deleting = new Set([...pool.#core.devices.values()].filter((d) => d.deleting).map((d) => d.id));
+      await pool.#deleteErrors.load(deleting, record.transactionId);
       // A deferred deletion a crash (or a close that did not settle) left: finish it now.
       if (options.resumeDeletions !== false) for (const dev of pool.#core.devices.values()) if (dev.deleting) pool.#finishDeletion(dev.id);
     } catch (e) {
@@ -198,6 +232,8 @@ export class Pool {
       }
       this.#closed = true;
     });
+    this.#deferredDeleteErrors(); // drops what the last commit resolved
+    await this.#deleteErrors.save();
     await BlockIo.release();
     await this.#unlock();
     if (failure) throw failure;
@@ -210,7 +246,7 @@ export class Pool {
       if (!Number.isSafeInteger(size) || size <= 0) {
         throw storeError("EINVAL", "create_thin", `device ${id}`, `size '${size}' must be a positive whole number of bytes`);
       }
-      const height = heightFor(Math.ceil(size / this.blockSize));
+      const height = this.#core.forest.heightFor(Math.ceil(size / this.blockSize));
       this.#core.devices.set(id, { id, size, mapping: { root: null, height }, created: Date.now(), savedRoot: 0, version: this.#core.nextVersion() });
     });
   }
@@ -235,8 +271,10 @@ export class Pool {
    * Deletes a device: every block no other device sees goes back to free space at once.
    *
    * With `deferred` (Docker's dm.use_deferred_deletion) the device disappears at once, the
-   * deletion is committed as pending, and its blocks are freed in the background; a crash
-   * in between finishes the work at the next open. {@linkcode Pool.settle} waits for it.
+   * deletion is committed as pending (at once, unless an attached participant is in the
+   * middle of an operation: then with its next commit), and its blocks are freed in the
+   * background; a crash in between finishes the work at the next open. {@linkcode Pool.settle}
+   * waits for it.
    */
   async deleteDevice(id: DeviceId, options: { deferred?: boolean } = {}): Promise<void> {
     if (!options.deferred) {
@@ -246,7 +284,9 @@ export class Pool {
     }
     await this.#mutate("delete", async () => {
       this.#device(id, "delete").deleting = true;
-      await this.#engine.commit();
+      // Recorded at once where the participants allow a commit; else with their next one
+      // (the layer store, deleting a layer's device, has recorded it in its own root first).
+      await this.#engine.commitIfAllowed();
     });
     this.#finishDeletion(id);
   }
@@ -265,10 +305,24 @@ export class Pool {
       this.#drop(dev);
       // A participant in the middle of an operation: the freeing commits with its next commit
       // (a crash before that finishes the deletion again at open).
-      if (this.#engine.implicitAllowed()) await this.#engine.commit();
+      await this.#engine.commitIfAllowed();
     });
-    this.#background.add(work);
-    work.catch(() => {}).finally(() => this.#background.delete(work));
+    // Nobody awaits this work: its failure is reported, listed in status and kept; the
+    // deletion stays recorded as pending, for the next open.
+    const reported = work.catch(async (e) => {
+      const error = await this.#deleteErrors.record(id, e, this.#engine.transactionId);
+      try {
+        this.onDeferredDeleteError(error);
+      } catch {
+        /* a listener's failure is not the pool's */
+      }
+    });
+    this.#background.add(reported);
+    reported.finally(() => this.#background.delete(reported));
+  }
+
+  #deferredDeleteErrors(): DeferredDeleteError[] {
+    return this.#deleteErrors.list((id) => this.#core.devices.has(id), this.#engine.transactionId);
   }
 
   /**
@@ -363,6 +417,7 @@ export class Pool {
       pendingFreeBlocks: space.pending.size,
       devices: this.devices().length,
       deferredDeletes: [...devices.values()].filter((d) => d.deleting).length,
+      deferredDeleteErrors: this.#deferredDeleteErrors(),
     };
   }
 
@@ -372,10 +427,7 @@ export class Pool {
    */
   commit(): Promise<void> {
     this.#open("commit");
-    return this.#lock.write(() => {
-      this.#engine.checkImplicit("commit");
-      return this.#engine.commit();
-    });
+    return this.#lock.write(() => this.#engine.commitOrRefuse("commit"));
   }
 
   /**
@@ -469,4 +521,18 @@ export class Pool {
   #open(syscall: string): void {
     if (this.#closed) throw storeError("EBADF", syscall, this.dir, "the pool is closed; open it again with Pool.open");
   }
+}
+
+/** The root record of the pool whose metadata is `meta`: ENOENT without one, EINVAL for a foreign one. */
+async function readRecord(meta: MetaStore, dir: string): Promise<PoolRecord> {
+  let record: unknown;
+  try {
+    record = await meta.readRoot();
+  } catch (e) {
+    if (hasCode(e, "ENOTDIR")) record = undefined;
+    else throw e;
+  }
+  if (record === undefined) throw storeError("ENOENT", "open", dir, "no pool here; create one with Pool.create");
+  if (!checkPoolRecord(record)) throw storeError("EINVAL", "open", dir, "the pool record is not a thinstack pool of a version this build reads");
+  return record;
 }

@@ -26,6 +26,12 @@ export interface PoolCreateOptions {
   metadataSize?: number;
   /** Operator settings; see {@linkcode PoolSettings}. */
   settings?: Partial<PoolSettings>;
+  /**
+   * Bits per level of the block maps' radix trees: nodes of 2^bits slots. Default 10
+   * (1,024 slots, what every real pool uses); fewer, from 2, give small devices deep
+   * trees, for tests of the tree code.
+   */
+  mapLevelBits?: number;
 }
 
 /**
@@ -85,8 +91,26 @@ export interface PoolStatus {
   devices: number;
   /** Devices deleted with `deferred` whose blocks are still being freed. */
   deferredDeletes: number;
+  /**
+   * Deferred deletions whose background work failed (here or in an earlier process):
+   * they stay pending and are retried at the next open; an entry goes once a commit
+   * records its device as gone.
+   */
+  deferredDeleteErrors: DeferredDeleteError[];
   /** The operator settings in force. */
   settings: PoolSettings;
+}
+
+/** A deferred deletion whose background work failed. */
+export interface DeferredDeleteError {
+  /** The device being deleted. */
+  device: DeviceId;
+  /** The error's code (EIO, ENOSPC, ...), when it had one. */
+  code?: string;
+  /** The error's message. */
+  message: string;
+  /** When it failed (ISO 8601). */
+  time: string;
 }
 
 /** Reported when the data file grew by itself. */
@@ -144,11 +168,15 @@ export interface CommitParticipant {
   /** Names of metadata files this participant still needs after the commit. */
   liveFiles(): Iterable<string>;
   /**
-   * False while the participant's state is half-changed (in the middle of one of its own
-   * operations): the pool then does not commit by itself (to reclaim blocks, or after a
-   * deferred deletion), since the commit would pair new block maps with old tables.
+   * Asked when a commit the participant did not start begins (an application's
+   * `pool.commit()`, one that reclaims blocks, one after a deferred deletion). Returns a
+   * release when its state may be committed as it is now, and keeps it so — no operation
+   * of its own starts — until the pool calls the release after the commit; undefined while
+   * its state is half-changed (in the middle of one of its operations), since the commit
+   * would pair new block maps with half-changed tables. Deciding and holding are one step:
+   * an operation cannot start in between. Without it, the participant is always ready.
    */
-  allowsImplicitCommit?(): boolean;
+  holdForCommit?(): (() => void) | undefined;
   /** The commit that called `prepareCommit` is durable. */
   committed?(): void;
   /** The commit failed: what `prepareCommit` took stays pending. */

@@ -10,7 +10,7 @@ import { checkPool, repairPool } from "../../pool/check.ts";
 import { dumpPool, restorePool } from "../../pool/dump.ts";
 import { DATA_FILE, METADATA_DIR } from "../../pool/pool.ts";
 import { checkDataSize, percentArg, sizeArg } from "../args.ts";
-import { hasStore, openStore, out, rootOf, withExisting, withStore } from "../context.ts";
+import { deleteErrorLine, hasStore, openStore, out, rootOf, withExisting, withStore } from "../context.ts";
 import { withLock } from "../../common/pidlock.ts";
 import { infoFields, offlineStatus, statusLine } from "../info.ts";
 import { errorLine, Exit, fields, json } from "../output.ts";
@@ -97,7 +97,8 @@ export function storeCommands(cmd: Command): void {
           const report = await checkPool(root);
           const needsCheck = report.faults.length > 0;
           const line = statusLine(store.pool.status(), needsCheck);
-          out(o.json ? json({ ...store.pool.status(), mode: line.split(" ")[4], needsCheck }) : line + "\n");
+          const errors = store.pool.status().deferredDeleteErrors;
+          out(o.json ? json({ ...store.pool.status(), mode: line.split(" ")[4], needsCheck }) : line + "\n" + errors.map((e) => `${deleteErrorLine(e)}\n`).join(""));
         } finally {
           await store.close();
         }
