@@ -85,7 +85,7 @@ export class LayerStore {
     } catch (e) {
       if (!hasCode(e, "ENOENT") || !options.create) throw e;
       pool = await Pool.create(dir, {
-        dataSize: options.dataSize ?? DEFAULT_DATA_SIZE, blockSize: options.blockSize, metadataSize: options.metadataSize,
+        dataSize: options.dataSize ?? (options.dataDevice === undefined ? DEFAULT_DATA_SIZE : undefined), dataDevice: options.dataDevice, blockSize: options.blockSize, metadataSize: options.metadataSize,
         settings: options.settings, ioThreads: options.ioThreads, readahead: options.readahead,
       });
     }

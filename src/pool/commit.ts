@@ -193,6 +193,7 @@ export class CommitEngine {
       format: POOL_FORMAT, version: POOL_VERSION, transactionId: tx, blockSize: core.blockSize,
       dataBlocks: core.space.total, metadataSize: core.metadataSize, nextNodeId: core.forest.nextId,
       usedBlocks: core.space.used,
+      ...(core.dataDevice === undefined ? {} : { dataDevice: core.dataDevice }),
       devices: Object.fromEntries(devs.map((d) => [String(d.id), devicesFile(d)])),
       segments: [...segLive.keys()].filter((s) => live.has(s)),
       participants: roots,

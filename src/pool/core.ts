@@ -31,6 +31,8 @@ export interface DeviceState {
 export interface PoolCore {
   readonly dir: string;
   readonly blockSize: number;
+  /** Direct mode: the block device holding the data (`ctx.file` is its path); else the data file is used. */
+  readonly dataDevice?: string;
   readonly meta: MetaStore;
   readonly space: SpaceMap;
   readonly forest: MapForest;

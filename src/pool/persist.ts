@@ -25,6 +25,8 @@ export interface PoolRecord {
   blockSize: number;
   dataBlocks: number;
   metadataSize: number;
+  /** Direct mode: the block device holding the data (absent: the data file `data`). */
+  dataDevice?: string;
   nextNodeId: number;
   /** Blocks in use at this commit; `check` recounts them from the maps. */
   usedBlocks?: number;

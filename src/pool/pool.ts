@@ -11,6 +11,7 @@ import { hasCode, storeError } from "../common/errors.ts";
 import { RwLock } from "../common/lock.ts";
 import { lockPool } from "../common/pidlock.ts";
 import { BlockIo } from "./blockio.ts";
+import { blockDeviceSize, checkNewDataDevice, claimDevice, noMedia } from "./blockdev.ts";
 import { CommitEngine } from "./commit.ts";
 import type { DeviceState, PoolCore } from "./core.ts";
 import { checkRange, discardRange, writeRange } from "./devio.ts";
@@ -73,10 +74,10 @@ export class Pool {
     this.blockSize = record.blockSize;
     const space = new SpaceMap(record.dataBlocks);
     const forest = new MapForest(space, record.nextNodeId);
-    const file = path.join(dir, DATA_FILE);
+    const file = record.dataDevice ?? path.join(dir, DATA_FILE);
     let version = 0;
     const core: PoolCore = {
-      dir, blockSize: record.blockSize, meta, space, forest, io, devices: new Map(),
+      dir, blockSize: record.blockSize, dataDevice: record.dataDevice, meta, space, forest, io, devices: new Map(),
       metadataSize: record.metadataSize, settings: { ...DEFAULT_SETTINGS, ...record.settings }, changed: false,
       autoextended: (event) => this.onAutoextend(event),
       nextVersion: () => ++version,
@@ -98,15 +99,25 @@ export class Pool {
    * Creates a pool in `dir`: a sparse data file of `dataSize` bytes (nothing written)
    * and its metadata. EEXIST if `dir` already holds a pool; EINVAL for a block size that
    * is not a multiple of 64 KiB from 64 KiB to 1 GiB, or a data size under one block.
+   *
+   * With `dataDevice` (direct mode) the data lives on that block device, whose size is
+   * the pool's (or `dataSize` bytes of it); nothing is written to it. ENOTBLK for a path
+   * that is not a block device; EBUSY for one that is mounted, claimed, held by another
+   * device, partitioned, or holds a signature (a file system, LVM, a partition table).
    */
   static async create(dir: string, options: PoolCreateOptions & PoolOpenOptions): Promise<Pool> {
     const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
     if (!Number.isSafeInteger(blockSize) || blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE || blockSize % MIN_BLOCK_SIZE !== 0) {
       throw storeError("EINVAL", "create", dir, `block size '${blockSize}' must be a multiple of 64 KiB from 64 KiB to 1 GiB`);
     }
-    const dataSize = options.dataSize;
-    if (!Number.isSafeInteger(dataSize) || dataSize < blockSize) {
+    const dataDevice = options.dataDevice === undefined ? undefined : path.resolve(options.dataDevice);
+    const deviceSize = dataDevice === undefined ? undefined : await checkNewDataDevice(dataDevice);
+    const dataSize = options.dataSize ?? deviceSize;
+    if (!Number.isSafeInteger(dataSize) || dataSize! < blockSize) {
       throw storeError("EINVAL", "create", dir, `data size '${dataSize}' must be a whole number of bytes of at least one block (${blockSize})`);
+    }
+    if (deviceSize !== undefined && dataSize! > deviceSize) {
+      throw storeError("EINVAL", "create", dataDevice, `data size '${dataSize}' is more than the device's ${deviceSize} bytes; leave it out to use the whole device`);
     }
     const metadataSize = options.metadataSize ?? DEFAULT_METADATA_SIZE;
     if (!Number.isSafeInteger(metadataSize) || metadataSize <= 0) {
@@ -118,17 +129,19 @@ export class Pool {
     if (await meta.readRoot() !== undefined) {
       throw storeError("EEXIST", "create", dir, "a pool already exists here; open it with Pool.open");
     }
-    const dataBlocks = Math.floor(dataSize / blockSize);
+    const dataBlocks = Math.floor(dataSize! / blockSize);
     checkBlocks(dataBlocks, blockSize, "create", dir);
-    const fh = await fs.open(path.join(dir, DATA_FILE), "w");
-    try {
-      await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
-    } finally {
-      await fh.close();
+    if (dataDevice === undefined) {
+      const fh = await fs.open(path.join(dir, DATA_FILE), "w");
+      try {
+        await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
+      } finally {
+        await fh.close();
+      }
     }
     const record: PoolRecord = {
       format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
-      nextNodeId: 1, devices: {}, segments: [], participants: {},
+      nextNodeId: 1, devices: {}, segments: [], participants: {}, ...(dataDevice === undefined ? {} : { dataDevice }),
       settings: checkSettings({ ...DEFAULT_SETTINGS, ...options.settings }, dir),
     };
     await meta.switchRoot(record);
@@ -154,7 +167,22 @@ export class Pool {
       throw storeError("EINVAL", "open", dir, `read-ahead '${options.readahead}' must be a whole number of bytes, 0 or more`);
     }
     // Held until close: another process's open would remove this one's commit files.
-    const unlock = await lockPool(dir);
+    const unlockDir = await lockPool(dir);
+    // Direct mode: the device is claimed for as long as the pool is open (mounts, mkfs and
+    // other pools on it then fail with EBUSY).
+    let release = () => {};
+    if (record.dataDevice !== undefined) {
+      try {
+        release = claimDevice(record.dataDevice);
+      } catch (e) {
+        await unlockDir();
+        throw e;
+      }
+    }
+    const unlock = async () => {
+      release();
+      await unlockDir();
+    };
     const io = BlockIo.acquire(options.ioThreads);
     const pool = new Pool(dir, meta, record, io, unlock, options.readahead);
     try {
@@ -171,6 +199,14 @@ export class Pool {
 
   async #load(record: PoolRecord): Promise<void> {
     const file = this.#core.ctx.file;
+    if (record.dataDevice !== undefined) {
+      const size = await blockDeviceSize(file);
+      if (size === 0) throw noMedia(file, "open");
+      if (size < record.dataBlocks * record.blockSize) {
+        throw storeError("EINVAL", "open", file, `the data device has ${size} bytes, the pool needs ${record.dataBlocks * record.blockSize}; grow it back (lvextend, or the loop device's file and 'losetup -c')`);
+      }
+      return await this.#engine.load(record);
+    }
     const dataFile = await fs.stat(file).catch(() => undefined);
     if (!dataFile) throw storeError("ENOENT", "open", file, "the pool's data file is missing");
     if (dataFile.size < record.dataBlocks * record.blockSize) {
@@ -382,8 +418,12 @@ export class Pool {
    * Grows the data file to `dataSize` bytes, or shrinks it when every block past the new
    * end is free. Shrinking below a block in use is refused with ENOSPC; a shrink commits
    * the open transaction before it cuts the file.
+   *
+   * In direct mode the device is never cut or grown: the pool grows up to the device's
+   * size (after an lvextend, or `losetup -c` of a grown loop file), or uses less of it;
+   * without `dataSize` it takes the whole device as it is now.
    */
-  resize(dataSize: number): Promise<void> {
+  resize(dataSize?: number): Promise<void> {
     return this.#mutate("resize", () => resize(this.#core, this.#engine, dataSize));
   }
 
@@ -430,9 +470,14 @@ export class Pool {
     return this.#core.meta.read(name);
   }
 
-  /** Path of the data file. */
+  /** Path of the data file, or of the data device in direct mode. */
   get dataFile(): string {
     return this.#core.ctx.file;
+  }
+
+  /** Direct mode: the block device holding the data; undefined for a pool over a data file. */
+  get dataDevice(): string | undefined {
+    return this.#core.dataDevice;
   }
 
   /** The blocks no device sees and no commit still references: free for reuse (for trim). */

@@ -18,8 +18,18 @@ export const MAX_BLOCK_SIZE = 1024 * 1024 * 1024;
 
 /** Options of {@linkcode Pool.create}. */
 export interface PoolCreateOptions {
-  /** Size of the sparse data file in bytes; the pool's capacity. */
-  dataSize: number;
+  /**
+   * Size of the sparse data file in bytes; the pool's capacity. With `dataDevice`, the
+   * bytes of the device to use (default: all of it).
+   */
+  dataSize?: number;
+  /**
+   * Direct mode (the seed's direct-lvm, for production): the path of a block device that
+   * holds the data instead of the sparse file `dir/data`. Its size is the pool's; it must
+   * be unused (not mounted, no file system or other signature, no holders), and is
+   * claimed exclusively while the pool is open.
+   */
+  dataDevice?: string;
   /** Block size in bytes: a multiple of 64 KiB from 64 KiB to 1 GiB. Default 64 KiB. */
   blockSize?: number;
   /** Bytes of metadata the pool may use before commits fail with ENOSPC. Default 2 GiB. */
