@@ -48,6 +48,8 @@ export function checkSettings(s: PoolSettings, dir: string): PoolSettings {
   pct(s.minFreeSpacePercent, "minimum free space", 99);
   pct(s.autoextendThreshold, "autoextend threshold");
   pct(s.autoextendPercent, "autoextend percent", 1000);
+  pct(s.lowWaterMarkPercent, "low water mark");
+  pct(s.metadataLowWaterMarkPercent, "metadata low water mark");
   return s;
 }
 

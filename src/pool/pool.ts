@@ -15,7 +15,9 @@ import { blockDeviceSize, checkNewDataDevice, claimDevice, noMedia } from "./blo
 import { CommitEngine } from "./commit.ts";
 import type { DeviceState, PoolCore } from "./core.ts";
 import { checkRange, discardRange, writeRange } from "./devio.ts";
+import { type PoolEventMap, type PoolEventName, PoolEvents } from "./events.ts";
 import { Inflight } from "./inflight.ts";
+import { LowWater } from "./lowwater.ts";
 import { autoextend, checkBlocks, checkFreeSpace, checkSettings, freeBlocks, resize, trim, type TrimResult } from "./maintenance.ts";
 import { Readahead } from "./readahead.ts";
 import { heightFor, MapForest } from "./maptree.ts";
@@ -60,8 +62,10 @@ export class Pool {
   readonly #core: PoolCore;
   readonly #engine: CommitEngine;
   readonly #lock = new RwLock();
-  /** Called when the data file grew by itself (autoextend). */
+  /** Called when the data file grew by itself (autoextend); `on("autoextend", fn)` does the same. */
   onAutoextend: (event: AutoextendEvent) => void = () => {};
+  readonly #events: PoolEvents;
+  readonly #lowWater: LowWater;
   #closed = false;
   readonly #background = new Set<Promise<void>>();
   readonly #readahead: Readahead;
@@ -72,6 +76,8 @@ export class Pool {
     this.dir = dir;
     this.#unlock = unlock;
     this.blockSize = record.blockSize;
+    this.#events = new PoolEvents(dir);
+    this.#lowWater = new LowWater(this.#events);
     const space = new SpaceMap(record.dataBlocks);
     const forest = new MapForest(space, record.nextNodeId);
     const file = record.dataDevice ?? path.join(dir, DATA_FILE);
@@ -79,7 +85,10 @@ export class Pool {
     const core: PoolCore = {
       dir, blockSize: record.blockSize, dataDevice: record.dataDevice, meta, space, forest, io, devices: new Map(),
       metadataSize: record.metadataSize, settings: { ...DEFAULT_SETTINGS, ...record.settings }, changed: false,
-      autoextended: (event) => this.onAutoextend(event),
+      autoextended: (event) => {
+        this.#events.emit("autoextend", event);
+        this.onAutoextend(event);
+      },
       nextVersion: () => ++version,
       ctx: {
         io, forest, space, blockSize: record.blockSize, file, key: `${file}#${randomUUID()}`, inflight: new Inflight(record.blockSize, file),
@@ -226,14 +235,17 @@ export class Pool {
       try {
         // A write that failed in the background leaves nothing fit to commit: the pool
         // reopens at its last commit, and close reports the failure.
-        if (this.#core.changed) await this.#engine.commit();
-        else await this.#core.ctx.inflight.drain();
+        if (this.#core.changed) {
+          await this.#engine.commit();
+          this.#watch();
+        } else await this.#core.ctx.inflight.drain();
       } catch (e) {
         failure = e;
         await this.#core.ctx.inflight.drain().catch(() => {});
       }
       this.#closed = true;
     });
+    await this.#events.flush();
     await BlockIo.release();
     await this.#unlock();
     if (failure) throw failure;
@@ -344,6 +356,8 @@ export class Pool {
           checkRange(id, d.size, offset, bytes.byteLength, "write");
           d.version = core.nextVersion();
           await writeRange(core.ctx, id, d.mapping, offset, bytes);
+          // Before autoextend, so the mark warns even when the pool then grows past it.
+          this.#watch();
           await autoextend(core);
         }),
       discard: (offset, length) =>
@@ -408,9 +422,10 @@ export class Pool {
    */
   commit(): Promise<void> {
     this.#open("commit");
-    return this.#lock.write(() => {
+    return this.#lock.write(async () => {
       this.#engine.checkImplicit("commit");
-      return this.#engine.commit();
+      await this.#engine.commit();
+      this.#watch();
     });
   }
 
@@ -437,6 +452,28 @@ export class Pool {
       this.#open("trim");
       return trim(this.#core);
     });
+  }
+
+  /**
+   * Calls `fn` for each `name` event until the returned function is called: `lowWater`
+   * when free data or metadata space crosses its low water mark (see
+   * {@linkcode PoolSettings}), `autoextend` when the pool grew by itself. Every event is
+   * also appended to `dir/events.log` (JSON lines, rotating), which
+   * `thinstack events --follow` reads from another process.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "thinstack";
+   * const pool = await Pool.create("/tmp/pool-events", { dataSize: 1 << 20, settings: { lowWaterMarkPercent: 50 } });
+   * const stop = pool.on("lowWater", (e) => console.log(e.space, e.crossed, `${e.freePercent}% free`));
+   * await pool.createThin(1, 1 << 20);
+   * await pool.device(1).write(0, new Uint8Array(10 * 65536)); // data below 50% free
+   * stop();
+   * await pool.close();
+   * ```
+   */
+  on<K extends PoolEventName>(name: K, fn: (event: PoolEventMap[K]) => void): () => void {
+    return this.#events.on(name, fn);
   }
 
   /** Changes operator settings; they are stored with the next commit. */
@@ -491,8 +528,18 @@ export class Pool {
       this.#open(syscall);
       this.#core.ctx.inflight.check();
       this.#core.changed = true;
-      return await fn();
+      try {
+        return await fn();
+      } finally {
+        this.#watch();
+      }
     });
+  }
+
+  /** Checks the low water marks against the space in use now (lowwater.ts). */
+  #watch(): void {
+    const { space, metadataSize, settings } = this.#core;
+    this.#lowWater.check({ data: { used: space.used, total: space.total }, metadata: { used: this.#engine.metadataUsed, total: metadataSize } }, settings);
   }
 
   #checkNewId(id: DeviceId, syscall: string): void {

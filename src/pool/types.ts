@@ -52,14 +52,24 @@ export interface PoolSettings {
   autoextendThreshold: number;
   /** Percent by which the data file grows each time (thin_pool_autoextend_percent); 0 disables. */
   autoextendPercent: number;
+  /**
+   * Percent of data space that, once free space falls under it, makes the pool emit a
+   * `lowWater` event (dm-thin's low_water_mark); 0 disables. Independent of autoextend.
+   */
+  lowWaterMarkPercent: number;
+  /** The same for metadata space: percent of `metadataSize` free under which `lowWater` fires; 0 disables. */
+  metadataLowWaterMarkPercent: number;
 }
 
 /**
  * Defaults of {@linkcode PoolSettings}: Docker's 10% minimum free space; autoextend off
  * (an embedded pool does not grow behind its owner's back; the CLI's `init` turns it on
- * with the seed's profile values, 80% and 20%).
+ * with the seed's profile values, 80% and 20%); low water marks at 20% free, the
+ * counterpart of the profile's 80% threshold, warning before the minimum free space bites.
  */
-export const DEFAULT_SETTINGS: PoolSettings = { minFreeSpacePercent: 10, autoextendThreshold: 100, autoextendPercent: 20 };
+export const DEFAULT_SETTINGS: PoolSettings = {
+  minFreeSpacePercent: 10, autoextendThreshold: 100, autoextendPercent: 20, lowWaterMarkPercent: 20, metadataLowWaterMarkPercent: 20,
+};
 
 /** Options of {@linkcode Pool.open}. */
 export interface PoolOpenOptions {
@@ -107,6 +117,29 @@ export interface AutoextendEvent {
   toBlocks: number;
   /** Data blocks in use: past the autoextend threshold of `fromBlocks`. */
   usedBlocks: number;
+}
+
+/**
+ * Free data or metadata space crossed its low water mark ({@linkcode PoolSettings}'s
+ * `lowWaterMarkPercent`, `metadataLowWaterMarkPercent`).
+ */
+export interface LowWaterEvent {
+  /** Which space: data (counted in blocks) or metadata (in bytes). */
+  space: "data" | "metadata";
+  /** "below": free space fell under the mark; "above": it is back at or over it (the mark is armed again). */
+  crossed: "below" | "above";
+  /** The mark, in percent of the total that is free. */
+  markPercent: number;
+  /** Free space now, in percent of the total (rounded down to 0.01). */
+  freePercent: number;
+  /** Free, used and total space, in `unit`s. */
+  free: number;
+  /** Used space. */
+  used: number;
+  /** Total space. */
+  total: number;
+  /** What the counts count. */
+  unit: "blocks" | "bytes";
 }
 
 /** A device as {@linkcode Pool.devices} lists it. */
