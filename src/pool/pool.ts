@@ -14,6 +14,7 @@ import { BlockIo } from "./blockio.ts";
 import { blockDeviceSize, checkNewDataDevice, claimDevice, noMedia } from "./blockdev.ts";
 import { CommitEngine } from "./commit.ts";
 import type { DeviceState, PoolCore } from "./core.ts";
+import { type DeltaOptions, deltaMaps, type DeltaRange } from "./delta.ts";
 import { checkRange, discardRange, writeRange } from "./devio.ts";
 import { type PoolEventMap, type PoolEventName, PoolEvents } from "./events.ts";
 import { Inflight } from "./inflight.ts";
@@ -385,6 +386,29 @@ export class Pool {
     }
     const b = this.#core.forest.lookup(dev.mapping, vb);
     return b < 0 ? undefined : b;
+  }
+
+  /**
+   * thin_delta: the runs of virtual blocks in which device `left` and device `right`
+   * differ (`different`, `left_only`, `right_only`), and with `same` the runs they
+   * share, in block order. Read off the block maps, without reading data; map nodes the
+   * two share (a snapshot and its origin) are skipped whole, so the cost is what differs.
+   * ENOENT for a device that does not exist.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "thinstack";
+   * const pool = await Pool.create("/tmp/pool-delta", { dataSize: 1 << 24 });
+   * await pool.createThin(1, 1 << 24);
+   * await pool.device(1).write(0, new Uint8Array(4 * 65536).fill(1));
+   * await pool.createSnapshot(2, 1);
+   * await pool.device(2).write(65536, new Uint8Array(10)); // copies block 1
+   * console.log(await pool.delta(1, 2)); // [{ kind: "different", begin: 1, length: 1 }]
+   * await pool.close();
+   * ```
+   */
+  async delta(left: DeviceId, right: DeviceId, options: DeltaOptions = {}): Promise<DeltaRange[]> {
+    return await this.#lock.read(() => deltaMaps(this.#device(left, "delta").mapping, this.#device(right, "delta").mapping, options));
   }
 
   /** Mapped, exclusive and shared block counts of a device (thin_ls). */
