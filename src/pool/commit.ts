@@ -194,6 +194,7 @@ export class CommitEngine {
       dataBlocks: core.space.total, metadataSize: core.metadataSize, nextNodeId: core.forest.nextId,
       usedBlocks: core.space.used,
       ...(core.dataDevice === undefined ? {} : { dataDevice: core.dataDevice }),
+      ...(core.lowWater.data || core.lowWater.metadata ? { lowWater: { ...core.lowWater } } : {}),
       devices: Object.fromEntries(devs.map((d) => [String(d.id), devicesFile(d)])),
       segments: [...segLive.keys()].filter((s) => live.has(s)),
       participants: roots,

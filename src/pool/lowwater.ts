@@ -7,8 +7,9 @@
  * not hide the warning: a write checks the marks before the pool grows, so a pool that
  * grows past its mark logs "below", "autoextend", "above".
  *
- * A mark of 0 never fires. Each open of a pool starts armed, so a pool already under a
- * mark says so at the first change (as a reloaded dm-thin table does).
+ * A mark of 0 never fires. Which spaces are under their marks is stored with the pool at
+ * each commit, so a pool that stays under a mark across many short-lived processes (CLI
+ * commands) warns once, not once per process.
  *
  * @module
  */
@@ -23,9 +24,17 @@ export interface SpaceUse {
 
 /** The armed state of one pool's two marks. */
 export class LowWater {
-  readonly #below = { data: false, metadata: false };
+  readonly #below: { data: boolean; metadata: boolean };
+  readonly #changed: () => void;
 
-  constructor(readonly events: PoolEvents) {}
+  /**
+   * `below` is the state to start from and to keep up to date (the pool stores it with
+   * each commit); `changed` is told when it changes, so that the next commit stores it.
+   */
+  constructor(readonly events: PoolEvents, below: { data: boolean; metadata: boolean }, changed: () => void) {
+    this.#below = below;
+    this.#changed = changed;
+  }
 
   /** Emits an event for each mark that `use` has crossed since the last check. */
   check(use: SpaceUse, settings: PoolSettings): void {
@@ -38,6 +47,7 @@ export class LowWater {
     const below = free * 100 < total * mark;
     if (below === this.#below[space]) return;
     this.#below[space] = below;
+    this.#changed();
     this.events.emit("lowWater", {
       space, crossed: below ? "below" : "above", markPercent: mark,
       freePercent: total > 0 ? Math.floor(free * 10_000 / total) / 100 : 0, free, used, total,

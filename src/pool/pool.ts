@@ -78,7 +78,6 @@ export class Pool {
     this.#unlock = unlock;
     this.blockSize = record.blockSize;
     this.#events = new PoolEvents(dir);
-    this.#lowWater = new LowWater(this.#events);
     const space = new SpaceMap(record.dataBlocks);
     const forest = new MapForest(space, record.nextNodeId);
     const file = record.dataDevice ?? path.join(dir, DATA_FILE);
@@ -86,6 +85,7 @@ export class Pool {
     const core: PoolCore = {
       dir, blockSize: record.blockSize, dataDevice: record.dataDevice, meta, space, forest, io, devices: new Map(),
       metadataSize: record.metadataSize, settings: { ...DEFAULT_SETTINGS, ...record.settings }, changed: false,
+      lowWater: { data: record.lowWater?.data === true, metadata: record.lowWater?.metadata === true },
       autoextended: (event) => {
         this.#events.emit("autoextend", event);
         this.onAutoextend(event);
@@ -101,6 +101,9 @@ export class Pool {
       },
     };
     this.#core = core;
+    this.#lowWater = new LowWater(this.#events, core.lowWater, () => {
+      core.changed = true;
+    });
     this.#engine = new CommitEngine(core, record);
     this.#readahead = new Readahead(core.ctx, readahead);
   }
@@ -238,7 +241,9 @@ export class Pool {
         // reopens at its last commit, and close reports the failure.
         if (this.#core.changed) {
           await this.#engine.commit();
+          // A mark this commit crossed is stored too, so the next open does not warn again.
           this.#watch();
+          if (this.#core.changed) await this.#engine.commit();
         } else await this.#core.ctx.inflight.drain();
       } catch (e) {
         failure = e;

@@ -68,6 +68,29 @@ describe("low water marks", () => {
     });
   });
 
+  it("the state is stored with the pool: still under the mark after a reopen, no second warning; back over it, one event", async () => {
+    await withTmp(async (dir) => {
+      const settings = { lowWaterMarkPercent: 25, metadataLowWaterMarkPercent: 0, minFreeSpacePercent: 0 };
+      const pool = await Pool.create(dir, { dataSize: MiB, settings });
+      await pool.createThin(1, 2 * MiB);
+      await pool.device(1).write(0, new Uint8Array(13 * BS));
+      await pool.close();
+      const again = await Pool.open(dir);
+      const events: LowWaterEvent[] = [];
+      again.on("lowWater", (e) => events.push(e));
+      try {
+        await again.device(1).write(13 * BS, block);
+        await again.commit();
+        assert.equal(events.length, 0, "the pool was under the mark already");
+        await again.device(1).discard(0, 10 * BS);
+        assert.deepEqual(crossings(events), ["data above"]);
+      } finally {
+        await again.close();
+      }
+      assert.deepEqual((await logged(dir)).map((e) => e.type === "lowWater" && e.crossed), ["below", "above"], "the log: one warning, one all-clear");
+    });
+  });
+
   it("metadata: the mark is crossed at the commits that grow and shrink the metadata", async () => {
     // The same work on a pool with room to spare gives the metadata sizes before and after.
     const work = async (pool: Pool) => {

@@ -28,6 +28,8 @@ export function storeCommands(cmd: Command): void {
     .option("--min-free-space <pct>", "free data space below which new layers fail (dm.min_free_space)", percentArg, 10)
     .option("--autoextend-threshold <pct>", "data use past which the pool grows; 100 disables", percentArg, 80)
     .option("--autoextend-percent <pct>", "how much the pool grows each time", percentArg, 20)
+    .option("--low-water-mark <pct>", "free data space under which the pool emits a lowWater event (dm-thin's low_water_mark); 0 disables", percentArg, 20)
+    .option("--metadata-low-water-mark <pct>", "free metadata space under which the pool emits a lowWater event; 0 disables", percentArg, 20)
     .action(async (o, c: Command) => {
       const root = rootOf(c);
       const refuseExisting = () => {
@@ -52,7 +54,10 @@ export function storeCommands(cmd: Command): void {
           ours = true;
           const store = await LayerStore.open(root, {
             create: true, dataSize, dataDevice: o.dataDevice, metadataSize: o.metadataSize, blockSize: o.blockSize, baseSize: o.baseSize,
-            settings: { minFreeSpacePercent: o.minFreeSpace, autoextendThreshold: o.autoextendThreshold, autoextendPercent: o.autoextendPercent },
+            settings: {
+              minFreeSpacePercent: o.minFreeSpace, autoextendThreshold: o.autoextendThreshold, autoextendPercent: o.autoextendPercent,
+              lowWaterMarkPercent: o.lowWaterMark, metadataLowWaterMarkPercent: o.metadataLowWaterMark,
+            },
           });
           const s = store.pool.status();
           await store.close();
