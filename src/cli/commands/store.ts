@@ -20,7 +20,7 @@ const exists = (p: string) => fs.lstat(p).then(() => true, () => false);
 export function storeCommands(cmd: Command): void {
   cmd.command("init")
     .description("create a store: a thin pool over a sparse data file (or a block device: direct mode), and its base device")
-    .option("--data-size <size>", "data file size (dm.loopdatasize); with --data-device, how much of it to use (default: all)", sizeArg, 100 * GiB)
+    .option("--data-size <size>", "data file size (dm.loopdatasize); on a data device, all of it unless given", sizeArg, 100 * GiB)
     .option("--data-device <dev>", "direct mode (direct-lvm): keep the data on this unused block device, not in a data file (dm.directlvm_device)")
     .option("--metadata-size <size>", "metadata space (dm.loopmetadatasize)", sizeArg, 2 * GiB)
     .option("--block-size <size>", "pool block size, a multiple of 64K up to 1G (dm.blocksize)", sizeArg, 64 * KiB)
