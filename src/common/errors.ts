@@ -10,7 +10,7 @@
 export type ErrorCode =
   | "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EROFS"
   | "ENOSPC" | "EBUSY" | "EINVAL" | "EIO" | "ELOOP" | "EXDEV" | "EPERM"
-  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG";
+  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG" | "ENOTBLK";
 
 const descriptions: Record<ErrorCode, [string, number]> = {
   ENOENT: ["no such file or directory", -2],
@@ -31,6 +31,7 @@ const descriptions: Record<ErrorCode, [string, number]> = {
   ENAMETOOLONG: ["name too long", -36],
   EMLINK: ["too many links", -31],
   EFBIG: ["file too large", -27],
+  ENOTBLK: ["block device required", -15],
 };
 
 /** An Error with Node's fs error fields. */

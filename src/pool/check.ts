@@ -6,6 +6,7 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
+import { blockDeviceSize } from "./blockdev.ts";
 import { FANOUT, heightFor } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
 import { checkPoolRecord, type DeviceRecord, levelBitsOf, type PoolRecord, type SegmentRecord, type StoredNode } from "./persist.ts";
@@ -41,10 +42,18 @@ async function salvage(dir: string): Promise<Salvaged> {
   });
   if (record === undefined) throw new Error(`No pool record in '${dir}'; nothing to check`);
   if (!checkPoolRecord(record)) throw new Error(`The pool record of '${dir}' is not a thinstack pool record`);
-  const st = await fs.stat(path.join(dir, DATA_FILE)).catch(() => undefined);
-  if (!st) faults.push(`data file '${path.join(dir, DATA_FILE)}' is missing`);
-  else if (st.size < record.dataBlocks * record.blockSize) {
-    faults.push(`data file has ${st.size} bytes, fewer than the pool's ${record.dataBlocks} blocks of ${record.blockSize}`);
+  if (record.dataDevice !== undefined) {
+    const size = await blockDeviceSize(record.dataDevice).catch((e) => (e as Error).message);
+    if (typeof size === "string") faults.push(`data device '${record.dataDevice}' cannot be used: ${size}`);
+    else if (size < record.dataBlocks * record.blockSize) {
+      faults.push(`data device has ${size} bytes, fewer than the pool's ${record.dataBlocks} blocks of ${record.blockSize}`);
+    }
+  } else {
+    const st = await fs.stat(path.join(dir, DATA_FILE)).catch(() => undefined);
+    if (!st) faults.push(`data file '${path.join(dir, DATA_FILE)}' is missing`);
+    else if (st.size < record.dataBlocks * record.blockSize) {
+      faults.push(`data file has ${st.size} bytes, fewer than the pool's ${record.dataBlocks} blocks of ${record.blockSize}`);
+    }
   }
   const nodes = new Map<NodeId, StoredNode>();
   let maxId = 0;

@@ -240,6 +240,8 @@ export class CommitEngine {
       ...(core.forest.levelBits !== LEVEL_BITS ? { mapLevelBits: core.forest.levelBits } : {}),
       dataBlocks: core.space.total, metadataSize: core.metadataSize, nextNodeId: core.forest.nextId,
       usedBlocks: core.space.used,
+      ...(core.dataDevice === undefined ? {} : { dataDevice: core.dataDevice }),
+      ...(core.lowWater.data || core.lowWater.metadata ? { lowWater: { ...core.lowWater } } : {}),
       devices: Object.fromEntries(devs.map((d) => [String(d.id), devicesFile(d)])),
       segments: [...segLive.keys()].filter((s) => live.has(s)),
       participants: roots,

@@ -25,6 +25,10 @@ export interface PoolRecord {
   blockSize: number;
   dataBlocks: number;
   metadataSize: number;
+  /** Spaces under their low water mark at this commit (lowwater.ts): no new event for them until they cross back. */
+  lowWater?: { data?: boolean; metadata?: boolean };
+  /** Direct mode: the block device holding the data (absent: the data file `data`). */
+  dataDevice?: string;
   nextNodeId: number;
   /** Blocks in use at this commit; `check` recounts them from the maps. */
   usedBlocks?: number;

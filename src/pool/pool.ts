@@ -11,10 +11,14 @@ import { hasCode, storeError } from "../common/errors.ts";
 import { RwLock } from "../common/lock.ts";
 import { lockPool, openLock } from "../common/pidlock.ts";
 import { BlockIo } from "./blockio.ts";
+import { blockDeviceSize, checkNewDataDevice, claimDevice, noMedia } from "./blockdev.ts";
 import { CommitEngine } from "./commit.ts";
 import type { DeviceState, PoolCore } from "./core.ts";
+import { type DeltaOptions, deltaMaps, type DeltaRange } from "./delta.ts";
 import { checkRange, discardRange, writeRange } from "./devio.ts";
+import { type PoolEventMap, type PoolEventName, PoolEvents } from "./events.ts";
 import { Inflight } from "./inflight.ts";
+import { LowWater } from "./lowwater.ts";
 import { autoextend, checkBlocks, checkFreeSpace, checkSettings, freeBlocks, resize, trim, type TrimResult } from "./maintenance.ts";
 import { Readahead } from "./readahead.ts";
 import { DeleteErrors } from "./deleteerrors.ts";
@@ -60,7 +64,7 @@ export class Pool {
   readonly #core: PoolCore;
   readonly #engine: CommitEngine;
   readonly #lock = new RwLock();
-  /** Called when the data file grew by itself (autoextend). */
+  /** Called when the data file grew by itself (autoextend); `on("autoextend", fn)` does the same. */
   onAutoextend: (event: AutoextendEvent) => void = () => {};
   /**
    * Called when a deferred deletion failed in the background (nobody awaits that work):
@@ -68,6 +72,8 @@ export class Pool {
    * next open. The command line prints it as a warning.
    */
   onDeferredDeleteError: (error: DeferredDeleteError) => void = () => {};
+  readonly #events: PoolEvents;
+  readonly #lowWater: LowWater;
   #closed = false;
   readonly #background = new Set<Promise<void>>();
   readonly #readahead: Readahead;
@@ -79,14 +85,19 @@ export class Pool {
     this.dir = dir;
     this.#unlock = unlock;
     this.blockSize = record.blockSize;
+    this.#events = new PoolEvents(dir);
     const space = new SpaceMap(record.dataBlocks);
     const forest = new MapForest(space, record.nextNodeId, levelBitsOf(record));
-    const file = path.join(dir, DATA_FILE);
+    const file = record.dataDevice ?? path.join(dir, DATA_FILE);
     let version = 0;
     const core: PoolCore = {
-      dir, blockSize: record.blockSize, meta, space, forest, io, devices: new Map(),
+      dir, blockSize: record.blockSize, dataDevice: record.dataDevice, meta, space, forest, io, devices: new Map(),
       metadataSize: record.metadataSize, settings: { ...DEFAULT_SETTINGS, ...record.settings }, changed: false,
-      autoextended: (event) => this.onAutoextend(event),
+      lowWater: { data: record.lowWater?.data === true, metadata: record.lowWater?.metadata === true },
+      autoextended: (event) => {
+        this.#events.emit("autoextend", event);
+        this.onAutoextend(event);
+      },
       nextVersion: () => ++version,
       ctx: {
         io, forest, space, blockSize: record.blockSize, file, key: `${file}#${randomUUID()}`, inflight: new Inflight(record.blockSize, file),
@@ -97,6 +108,9 @@ export class Pool {
       },
     };
     this.#core = core;
+    this.#lowWater = new LowWater(this.#events, core.lowWater, () => {
+      core.changed = true;
+    });
     this.#engine = new CommitEngine(core, record);
     this.#readahead = new Readahead(core.ctx, readahead);
     this.#deleteErrors = new DeleteErrors(dir);
@@ -106,21 +120,31 @@ export class Pool {
    * Creates a pool in `dir`: a sparse data file of `dataSize` bytes (nothing written)
    * and its metadata. EEXIST if `dir` already holds a pool; EINVAL for a block size that
    * is not a multiple of 64 KiB from 64 KiB to 1 GiB, or a data size under one block.
+   *
+   * With `dataDevice` (direct mode) the data lives on that block device, whose size is
+   * the pool's (or `dataSize` bytes of it); nothing is written to it. ENOTBLK for a path
+   * that is not a block device; EBUSY for one that is mounted, claimed, held by another
+   * device, partitioned, or holds a signature (a file system, LVM, a partition table).
    */
   static async create(dir: string, options: PoolCreateOptions & PoolOpenOptions): Promise<Pool> {
     const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
     if (!Number.isSafeInteger(blockSize) || blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE || blockSize % MIN_BLOCK_SIZE !== 0) {
       throw storeError("EINVAL", "create", dir, `block size '${blockSize}' must be a multiple of 64 KiB from 64 KiB to 1 GiB`);
     }
-    const dataSize = options.dataSize;
-    if (!Number.isSafeInteger(dataSize) || dataSize < blockSize) {
+    const dataDevice = options.dataDevice === undefined ? undefined : path.resolve(options.dataDevice);
+    const deviceSize = dataDevice === undefined ? undefined : await checkNewDataDevice(dataDevice);
+    const dataSize = options.dataSize ?? deviceSize;
+    if (!Number.isSafeInteger(dataSize) || dataSize! < blockSize) {
       throw storeError("EINVAL", "create", dir, `data size '${dataSize}' must be a whole number of bytes of at least one block (${blockSize})`);
+    }
+    if (deviceSize !== undefined && dataSize! > deviceSize) {
+      throw storeError("EINVAL", "create", dataDevice, `data size '${dataSize}' is more than the device's ${deviceSize} bytes; leave it out to use the whole device`);
     }
     const metadataSize = options.metadataSize ?? DEFAULT_METADATA_SIZE;
     if (!Number.isSafeInteger(metadataSize) || metadataSize <= 0) {
       throw storeError("EINVAL", "create", dir, `metadata size '${metadataSize}' must be a positive whole number of bytes`);
     }
-    const dataBlocks = Math.floor(dataSize / blockSize);
+    const dataBlocks = Math.floor(dataSize! / blockSize);
     checkBlocks(dataBlocks, blockSize, "create", dir);
     const settings = checkSettings({ ...DEFAULT_SETTINGS, ...options.settings }, dir);
     const levelBits = options.mapLevelBits ?? LEVEL_BITS;
@@ -136,25 +160,28 @@ export class Pool {
       if (await meta.readRoot() !== undefined) {
         throw storeError("EEXIST", "create", dir, "a pool already exists here; open it with Pool.open");
       }
-      const data = path.join(dir, DATA_FILE);
-      let fh: fs.FileHandle;
-      try {
-        // Never "w": a data file without a root record may be a pool that lost its root, all its data still there.
-        fh = await fs.open(data, "wx");
-      } catch (e) {
-        if (!hasCode(e, "EEXIST")) throw e;
-        throw storeError("EEXIST", "create", data, `a data file is here but no root record ('${path.join(metaDir, ROOT_FILE)}'): it may be a pool that lost its metadata; ` +
-          "recover it (restore a dump with 'thinstack restore', then 'thinstack repair'), or remove the data file to create a new pool here");
-      }
-      try {
-        await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
-        await fh.sync();
-      } finally {
-        await fh.close();
+      if (dataDevice === undefined) {
+        const data = path.join(dir, DATA_FILE);
+        let fh: fs.FileHandle;
+        try {
+          // Never "w": a data file without a root record may be a pool that lost its root, all its data still there.
+          fh = await fs.open(data, "wx");
+        } catch (e) {
+          if (!hasCode(e, "EEXIST")) throw e;
+          throw storeError("EEXIST", "create", data, `a data file is here but no root record ('${path.join(metaDir, ROOT_FILE)}'): it may be a pool that lost its metadata; ` +
+            "recover it (restore a dump with 'thinstack restore', then 'thinstack repair'), or remove the data file to create a new pool here");
+        }
+        try {
+          await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
       }
       const record: PoolRecord = {
         format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
         nextNodeId: 1, devices: {}, segments: [], participants: {}, settings,
+        ...(dataDevice === undefined ? {} : { dataDevice }),
         ...(levelBits !== LEVEL_BITS ? { mapLevelBits: levelBits } : {}),
       };
       await meta.switchRoot(record);
@@ -179,14 +206,22 @@ export class Pool {
     await readRecord(meta, dir);
     // Held until close: another open (in this process or another) would remove this one's
     // commit files. The record is read again under it: the last holder may have committed.
-    const unlock = await openLock(dir);
+    const unlockDir = await openLock(dir);
     let record: PoolRecord;
+    // Direct mode: the device is claimed for as long as the pool is open (mounts, mkfs and
+    // other pools on it then fail with EBUSY).
+    let release = () => {};
     try {
       record = await readRecord(meta, dir);
+      if (record.dataDevice !== undefined) release = claimDevice(record.dataDevice);
     } catch (e) {
-      await unlock();
+      await unlockDir();
       throw e;
     }
+    const unlock = async () => {
+      release();
+      await unlockDir();
+    };
     const io = BlockIo.acquire(options.ioThreads);
     const pool = new Pool(dir, meta, record, io, unlock, options.readahead);
     try {
@@ -205,6 +240,14 @@ export class Pool {
 
   async #load(record: PoolRecord): Promise<void> {
     const file = this.#core.ctx.file;
+    if (record.dataDevice !== undefined) {
+      const size = await blockDeviceSize(file);
+      if (size === 0) throw noMedia(file, "open");
+      if (size < record.dataBlocks * record.blockSize) {
+        throw storeError("EINVAL", "open", file, `the data device has ${size} bytes, the pool needs ${record.dataBlocks * record.blockSize}; grow it back (lvextend, or the loop device's file and 'losetup -c')`);
+      }
+      return await this.#engine.load(record);
+    }
     const dataFile = await fs.stat(file).catch(() => undefined);
     if (!dataFile) throw storeError("ENOENT", "open", file, "the pool's data file is missing");
     if (dataFile.size < record.dataBlocks * record.blockSize) {
@@ -224,8 +267,12 @@ export class Pool {
       try {
         // A write that failed in the background leaves nothing fit to commit: the pool
         // reopens at its last commit, and close reports the failure.
-        if (this.#core.changed) await this.#engine.commit();
-        else await this.#core.ctx.inflight.drain();
+        if (this.#core.changed) {
+          await this.#engine.commit();
+          // A mark this commit crossed is stored too, so the next open does not warn again.
+          this.#watch();
+          if (this.#core.changed) await this.#engine.commit();
+        } else await this.#core.ctx.inflight.drain();
       } catch (e) {
         failure = e;
         await this.#core.ctx.inflight.drain().catch(() => {});
@@ -234,6 +281,7 @@ export class Pool {
     });
     this.#deferredDeleteErrors(); // drops what the last commit resolved
     await this.#deleteErrors.save();
+    await this.#events.flush();
     await BlockIo.release();
     await this.#unlock();
     if (failure) throw failure;
@@ -362,6 +410,8 @@ export class Pool {
           checkRange(id, d.size, offset, bytes.byteLength, "write");
           d.version = core.nextVersion();
           await writeRange(core.ctx, id, d.mapping, offset, bytes);
+          // Before autoextend, so the mark warns even when the pool then grows past it.
+          this.#watch();
           await autoextend(core);
         }),
       discard: (offset, length) =>
@@ -389,6 +439,29 @@ export class Pool {
     }
     const b = this.#core.forest.lookup(dev.mapping, vb);
     return b < 0 ? undefined : b;
+  }
+
+  /**
+   * thin_delta: the runs of virtual blocks in which device `left` and device `right`
+   * differ (`different`, `left_only`, `right_only`), and with `same` the runs they
+   * share, in block order. Read off the block maps, without reading data; map nodes the
+   * two share (a snapshot and its origin) are skipped whole, so the cost is what differs.
+   * ENOENT for a device that does not exist.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "thinstack";
+   * const pool = await Pool.create("/tmp/pool-delta", { dataSize: 1 << 24 });
+   * await pool.createThin(1, 1 << 24);
+   * await pool.device(1).write(0, new Uint8Array(4 * 65536).fill(1));
+   * await pool.createSnapshot(2, 1);
+   * await pool.device(2).write(65536, new Uint8Array(10)); // copies block 1
+   * console.log(await pool.delta(1, 2)); // [{ kind: "different", begin: 1, length: 1 }]
+   * await pool.close();
+   * ```
+   */
+  async delta(left: DeviceId, right: DeviceId, options: DeltaOptions = {}): Promise<DeltaRange[]> {
+    return await this.#lock.read(() => deltaMaps(this.#device(left, "delta").mapping, this.#device(right, "delta").mapping, options));
   }
 
   /** Mapped, exclusive and shared block counts of a device (thin_ls). */
@@ -427,15 +500,22 @@ export class Pool {
    */
   commit(): Promise<void> {
     this.#open("commit");
-    return this.#lock.write(() => this.#engine.commitOrRefuse("commit"));
+    return this.#lock.write(async () => {
+      await this.#engine.commitOrRefuse("commit");
+      this.#watch();
+    });
   }
 
   /**
    * Grows the data file to `dataSize` bytes, or shrinks it when every block past the new
    * end is free. Shrinking below a block in use is refused with ENOSPC; a shrink commits
    * the open transaction before it cuts the file.
+   *
+   * In direct mode the device is never cut or grown: the pool grows up to the device's
+   * size (after an lvextend, or `losetup -c` of a grown loop file), or uses less of it;
+   * without `dataSize` it takes the whole device as it is now.
    */
-  resize(dataSize: number): Promise<void> {
+  resize(dataSize?: number): Promise<void> {
     return this.#mutate("resize", () => resize(this.#core, this.#engine, dataSize));
   }
 
@@ -449,6 +529,28 @@ export class Pool {
       this.#open("trim");
       return trim(this.#core);
     });
+  }
+
+  /**
+   * Calls `fn` for each `name` event until the returned function is called: `lowWater`
+   * when free data or metadata space crosses its low water mark (see
+   * {@linkcode PoolSettings}), `autoextend` when the pool grew by itself. Every event is
+   * also appended to `dir/events.log` (JSON lines, rotating), which
+   * `thinstack events --follow` reads from another process.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "thinstack";
+   * const pool = await Pool.create("/tmp/pool-events", { dataSize: 1 << 20, settings: { lowWaterMarkPercent: 50 } });
+   * const stop = pool.on("lowWater", (e) => console.log(e.space, e.crossed, `${e.freePercent}% free`));
+   * await pool.createThin(1, 1 << 20);
+   * await pool.device(1).write(0, new Uint8Array(10 * 65536)); // data below 50% free
+   * stop();
+   * await pool.close();
+   * ```
+   */
+  on<K extends PoolEventName>(name: K, fn: (event: PoolEventMap[K]) => void): () => void {
+    return this.#events.on(name, fn);
   }
 
   /** Changes operator settings; they are stored with the next commit. */
@@ -482,9 +584,14 @@ export class Pool {
     return this.#core.meta.read(name);
   }
 
-  /** Path of the data file. */
+  /** Path of the data file, or of the data device in direct mode. */
   get dataFile(): string {
     return this.#core.ctx.file;
+  }
+
+  /** Direct mode: the block device holding the data; undefined for a pool over a data file. */
+  get dataDevice(): string | undefined {
+    return this.#core.dataDevice;
   }
 
   /** The blocks no device sees and no commit still references: free for reuse (for trim). */
@@ -498,8 +605,18 @@ export class Pool {
       this.#open(syscall);
       this.#core.ctx.inflight.check();
       this.#core.changed = true;
-      return await fn();
+      try {
+        return await fn();
+      } finally {
+        this.#watch();
+      }
     });
+  }
+
+  /** Checks the low water marks against the space in use now (lowwater.ts). */
+  #watch(): void {
+    const { space, metadataSize, settings } = this.#core;
+    this.#lowWater.check({ data: { used: space.used, total: space.total }, metadata: { used: this.#engine.metadataUsed, total: metadataSize } }, settings);
   }
 
   #checkNewId(id: DeviceId, syscall: string): void {
