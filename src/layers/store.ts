@@ -23,6 +23,8 @@ import { Catalog, loadLayers, ROOT_FORMAT, ROOT_VERSION, type StoreRoot } from "
 import { checkStore } from "./fsck.ts";
 import { LayerFs } from "./fs.ts";
 import type { FsHost } from "./host.ts";
+import { type LayerHold, LayerHolds } from "./holds.ts";
+import { LayerNodes } from "./nodes.ts";
 import { newInode, PAGE, S_IFDIR } from "./inode.ts";
 import { Layer, type LayerId, type LayerKind } from "./layer.ts";
 import { repairLayers } from "./repair.ts";
@@ -85,6 +87,7 @@ export class LayerStore {
   readonly #orphans = new Set<Layer>();
   readonly #catalog: Catalog;
   readonly #host: FsHost;
+  readonly #holds = new LayerHolds();
   #layerHost: LayerHost | undefined;
   #closed = false;
   /** Devices of removed layers not deleted yet (deferred removal). */
@@ -342,6 +345,7 @@ export class LayerStore {
       const layer = this.#get(key, "commit");
       if (layer.record.kind !== "active") throw storeError("EINVAL", "commit", key, `'${key}' is ${layer.record.kind === "view" ? "a view" : "committed"}; only active layers can be committed`);
       if (name !== key && this.#byName.has(name)) throw storeError("EEXIST", "commit", name, "a layer with this name exists");
+      this.#holds.check(layer, "commit");
       if (layer.handles.size > 0) throw storeError("EBUSY", "commit", key, "files of the layer are open; close them first");
       if (layer.inTransaction) throw storeError("EBUSY", "commit", key, "a transaction (an apply) is changing the layer; wait for it to finish");
       const before = layer.record;
@@ -374,6 +378,11 @@ export class LayerStore {
     return this.#mutate("remove", async () => {
       const layer = this.#get(key, "remove");
       if (layer.children > 0) throw storeError("EBUSY", "remove", key, `cannot remove: ${layer.children} layer(s) are based on it; remove them first`);
+      if (this.#holds.held(layer)) {
+        if (!options.deferred) this.#holds.check(layer, "remove");
+        this.#holds.removeWhenReleased(layer, () => this.remove(key, options));
+        return;
+      }
       if (layer.handles.size > 0) throw storeError("EBUSY", "remove", key, "cannot remove: files of the layer are open");
       if (layer.inTransaction) throw storeError("EBUSY", "remove", key, "cannot remove: a transaction (an apply) is changing the layer");
       const device = layer.record.device;
@@ -482,6 +491,7 @@ export class LayerStore {
     const { original, scratch } = await this.#mutate("transaction", async () => {
       const layer = this.#get(key, "transaction");
       if (layer.record.kind !== "active") throw storeError("EINVAL", "transaction", key, `'${key}' is ${layer.record.kind === "view" ? "a view" : "committed"}; only active layers change`);
+      this.#holds.check(layer, "transaction");
       if (layer.inTransaction || layer.handles.size > 0) throw storeError("EBUSY", "transaction", key, "the layer has open files or another transaction; close them or wait");
       this.pool.checkFreeSpace("transaction");
       const device = this.#allocDevice("transaction");
@@ -674,6 +684,24 @@ export class LayerStore {
   /** The files of layer `key`, shaped after `node:fs/promises`. ENOENT if there is no such layer. */
   fs(key: string): LayerFs {
     return new LayerFs(this.#host, this.#get(key, "fs"));
+  }
+
+  /**
+   * The files of layer `key` addressed by directory path and inode number, for servers
+   * that address files as a kernel does (see nodes.ts). ENOENT if there is no such layer.
+   */
+  nodes(key: string): LayerNodes {
+    return new LayerNodes(this.#host, this.#get(key, "nodes"));
+  }
+
+  /**
+   * Holds layer `key` for something that uses it in place (a mount): until the returned
+   * release is called, `commit`, `remove` and `transaction` of it fail with EBUSY naming
+   * `hold.reason`; a deferred `remove` asks the holder to let go when idle and removes
+   * the layer once every hold is released (see holds.ts).
+   */
+  hold(key: string, hold: LayerHold): () => void {
+    return this.#holds.add(this.#get(key, "hold"), hold);
   }
 
   /** Hits and misses of the lookup caches of frozen layers (path lookups). */
