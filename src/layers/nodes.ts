@@ -14,7 +14,7 @@
 import { Buffer } from "node:buffer";
 import { storeError } from "../common/errors.ts";
 import { LayerFileHandle } from "./filehandle.ts";
-import { truncateData } from "./fileio.ts";
+import { readData, truncateData } from "./fileio.ts";
 import type { OpenFlags } from "./flags.ts";
 import { punchData, seekData } from "./holes.ts";
 import type { FsHost } from "./host.ts";
@@ -363,6 +363,20 @@ export class LayerNodes {
       if (how.punch || how.zero) await punchData(ctx, inode, offset, length);
       if (!how.keepSize && offset + length > inode.size) await truncateData(ctx, inode, offset + length);
       if (how.punch || how.zero || !how.keepSize) inode.mtimeMs = inode.ctimeMs = tree.now;
+    });
+  }
+
+  /**
+   * Reads up to `length` bytes at `position` of the version of `ino` that `holder` holds
+   * (stopping at the end of the file): the device's own array when the range is one run
+   * of pages, so a server can pass it on without copying.
+   */
+  read(holder: Layer, ino: Ino, position: number, length: number): Promise<Uint8Array> {
+    return this.#host.reading(holder, "read", () => {
+      const inode = this.#host.view.inode(holder, ino);
+      if (!inode) throw storeError("EBADF", "read", `inode ${ino}`, "the file is gone");
+      if (!isReg(inode.mode)) throw storeError(isDir(inode.mode) ? "EISDIR" : "EINVAL", "read", `inode ${ino}`);
+      return readData(this.#host.data(holder), inode, position, length);
     });
   }
 

@@ -110,6 +110,19 @@ export class FuseDevice {
     this.#send(reply.buf, reply.pos, 0, unique);
   }
 
+  /** Answers request `unique` with `data` as the whole body (a READ), without copying it on Node. */
+  replyData(unique: number, data: Uint8Array): void {
+    if (this.#closed) return;
+    const head = Buffer.allocUnsafe(Size.OUT_HEADER);
+    writeHeader(head, Size.OUT_HEADER + data.byteLength, 0, unique);
+    try {
+      // One writev: a single message to the kernel (Deno joins the pieces, then writes once).
+      fs.writevSync(this.fd, [head, data]);
+    } catch (e) {
+      if (!gone(e)) throw e;
+    }
+  }
+
   /** Answers request `unique` with an error (a positive errno). */
   replyError(unique: number, errno: number): void {
     this.#send(Buffer.alloc(Size.OUT_HEADER), Size.OUT_HEADER, -errno, unique);
@@ -121,10 +134,7 @@ export class FuseDevice {
     try {
       fs.writeSync(this.fd, buf, 0, len);
     } catch (e) {
-      const code = (e as { code?: string }).code;
-      // The request was interrupted and dropped, or the connection is gone: nobody waits.
-      if (code === "ENOENT" || code === "ENODEV" || code === "ECONNABORTED" || code === "EBADF") return;
-      throw e;
+      if (!gone(e)) throw e;
     }
   }
 
@@ -155,6 +165,12 @@ export class FuseDevice {
       // closed already
     }
   }
+}
+
+/** The request was interrupted and dropped, or the connection is gone: nobody waits for the reply. */
+function gone(e: unknown): boolean {
+  const code = (e as { code?: string }).code;
+  return code === "ENOENT" || code === "ENODEV" || code === "ECONNABORTED" || code === "EBADF";
 }
 
 function writeHeader(buf: Buffer, len: number, error: number, unique: number): void {

@@ -168,9 +168,10 @@ export class LayerServer {
       server.#single = first;
       server.#serving.set(first.served.key, first);
     }
-    await setReadahead(mount.major, mount.minor, options.readahead ?? 4096);
     const ready = await Promise.race([session.initialized.then(() => true), closed.then(() => false)]);
     if (!ready) throw storeError("EIO", "mount", real, "the kernel ended the connection before it was set up");
+    // After INIT: its reply caps read-ahead at what the kernel offered (128 KiB).
+    await setReadahead(mount.major, mount.minor, options.readahead ?? 4096);
     return server;
   }
 

@@ -11,6 +11,7 @@ import { storeError } from "../common/errors.ts";
 import { allocatedBytes } from "../layers/fileio.ts";
 import type { LayerFileHandle } from "../layers/filehandle.ts";
 import { type Ino, type Inode, isDir, PAGE, S_IFDIR } from "../layers/inode.ts";
+import type { Layer } from "../layers/layer.ts";
 import type { LayerStore } from "../layers/store.ts";
 import type { FoundNode } from "../layers/nodes.ts";
 import { join } from "../layers/path.ts";
@@ -25,6 +26,8 @@ export interface OpenFile {
   kind: "file";
   node: FuseNode;
   file: LayerFileHandle;
+  /** The layer the handle reads the file through. */
+  layer: Layer;
   /** The served layer a writing handle writes in. */
   served?: ServedLayer;
   writable: boolean;
@@ -37,8 +40,8 @@ export interface OpenDir {
   entries?: [string, Ino][];
 }
 
-/** What a handler answers: a reply, or nothing for requests that get none (FORGET). */
-export type Answer = Reply | undefined;
+/** What a handler answers: a reply, a READ's bytes, or nothing for requests that get none (FORGET). */
+export type Answer = Reply | Uint8Array | undefined;
 /** Handles one opcode. */
 export type Handler = (req: Request) => Answer | Promise<Answer>;
 
@@ -120,7 +123,8 @@ export class Session {
       this.inflight.delete(req.unique);
       done();
       if (answer instanceof Error) this.#fail(req, answer);
-      else if (answer) this.device.reply(req.unique, answer);
+      else if (answer instanceof Reply) this.device.reply(req.unique, answer);
+      else if (answer) this.device.replyData(req.unique, answer);
     };
     try {
       const out = handler(req);

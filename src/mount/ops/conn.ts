@@ -33,7 +33,7 @@ export function registerConn(s: Session): void {
     r.u32(KERNEL_VERSION).u32(KERNEL_MINOR_VERSION).u32(maxReadahead).u32(got);
     r.u16(MAX_BACKGROUND).u16((MAX_BACKGROUND * 3) / 4).u32(s.options.maxWrite).u32(1);
     r.u16(s.options.maxWrite / PAGE).u16(0).u32(0).pad(28);
-    queueMicrotask(() => s.ready());
+    setTimeout(() => s.ready(), 1);
     return r;
   });
 

@@ -10,7 +10,6 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { storeError } from "../../common/errors.ts";
 import type { OpenFlags } from "../../layers/flags.ts";
 import { Reply } from "../codec.ts";
@@ -46,7 +45,7 @@ export function registerFiles(s: Session): void {
       const served = node.served!;
       const layer = node.shared ? node.layer! : served.nodes.layer;
       const handle = await served.nodes.open(node.ino, layer, flags);
-      return openOut(s.open({ kind: "file", node, file: handle, writable: false }), Fopen.KEEP_CACHE);
+      return openOut(s.open({ kind: "file", node, file: handle, layer, writable: false }), Fopen.KEEP_CACHE);
     }
     let served: ServedLayer;
     let direct = 0;
@@ -65,7 +64,7 @@ export function registerFiles(s: Session): void {
       if (served.readOnly) throw readOnly(served, "open");
     }
     const handle = await served.nodes.open(node.ino, served.nodes.layer, flags);
-    return openOut(s.open({ kind: "file", node, file: handle, served, writable: true }), direct || Fopen.KEEP_CACHE);
+    return openOut(s.open({ kind: "file", node, file: handle, layer: served.nodes.layer, served, writable: true }), direct || Fopen.KEEP_CACHE);
   });
 
   s.handlers.set(Op.CREATE, async (req) => {
@@ -78,7 +77,7 @@ export function registerFiles(s: Session): void {
     const flags = openFlags(raw, true);
     const { node: found, handle } = await served.nodes.createFile(parent.ino, parent.path, name, { mode, uid: req.uid, gid: req.gid }, flags);
     const { node, reply: entry } = s.entryNode(parent, name, found);
-    const fh = s.open({ kind: "file", node, file: handle, served, writable: flags.write });
+    const fh = s.open({ kind: "file", node, file: handle, layer: served.nodes.layer, served, writable: flags.write });
     const r = Reply.of(Size.ENTRY_OUT + Size.OPEN_OUT);
     r.raw(entry.buf.subarray(Size.OUT_HEADER, entry.pos));
     return r.u64(fh).u32(Fopen.KEEP_CACHE).u32(0);
@@ -88,10 +87,7 @@ export function registerFiles(s: Session): void {
     const h = file(req.u64(), "read");
     const offset = req.u64();
     const size = req.u32();
-    const r = new Reply(Buffer.allocUnsafe(Size.OUT_HEADER + size));
-    const { bytesRead } = await h.file.read(r.buf, Size.OUT_HEADER, size, offset);
-    r.pos = Size.OUT_HEADER + bytesRead;
-    return r;
+    return await (h.served ?? h.node.served!).nodes.read(h.layer, h.node.ino, offset, size);
   });
 
   s.handlers.set(Op.WRITE, async (req) => {
@@ -140,9 +136,7 @@ export function registerFiles(s: Session): void {
     const offset = req.u64();
     const whence = req.u32();
     if (whence !== Seek.DATA && whence !== Seek.HOLE) throw storeError("EINVAL", "lseek", undefined, `whence ${whence}`);
-    const served = h.served ?? h.node.served!;
-    const layer = h.served ? h.served.nodes.layer : h.node.shared ? h.node.layer! : served.nodes.layer;
-    const at = await served.nodes.seek(layer, h.node.ino, offset, whence === Seek.HOLE);
+    const at = await (h.served ?? h.node.served!).nodes.seek(h.layer, h.node.ino, offset, whence === Seek.HOLE);
     return Reply.of(Size.LSEEK_OUT).u64(at);
   });
 }
