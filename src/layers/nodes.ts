@@ -14,7 +14,7 @@
 import { Buffer } from "node:buffer";
 import { storeError } from "../common/errors.ts";
 import { LayerFileHandle } from "./filehandle.ts";
-import { readData, truncateData } from "./fileio.ts";
+import { readData, truncateData, writeData } from "./fileio.ts";
 import type { OpenFlags } from "./flags.ts";
 import { punchData, seekData } from "./holes.ts";
 import type { FsHost } from "./host.ts";
@@ -57,6 +57,24 @@ export interface AttrChanges {
   mtimeMs?: number;
   /** Set explicitly; otherwise any change sets it to now. */
   ctimeMs?: number;
+  /** Clear the set-user-ID bit (and set-group-ID with group execute), as a change by an unprivileged caller does. */
+  killSuid?: boolean;
+}
+
+/** The attribute a file's capabilities are in; writes, truncations and owner changes drop it. */
+export const CAPABILITY_XATTR = "security.capability";
+
+/**
+ * What a local file system strips from a file that is written, truncated or given to
+ * another owner: its capabilities always, and with `suid` the set-user-ID bit and the
+ * set-group-ID bit of a group-executable file.
+ */
+function killPrivileges(inode: Inode, suid: boolean): void {
+  if (isDir(inode.mode)) return;
+  if (inode.xattrs?.delete(CAPABILITY_XATTR) && inode.xattrs.size === 0) inode.xattrs = undefined;
+  if (!suid) return;
+  inode.mode &= ~0o4000;
+  if (inode.mode & 0o010) inode.mode &= ~0o2000;
 }
 
 /** How `rename` treats an existing destination, as renameat2's flags. */
@@ -160,7 +178,7 @@ export class LayerNodes {
    * directory. An existing file opened for writing is copied up first, so the handle
    * and the result describe this layer's own version.
    */
-  createFile(dirIno: Ino, dir: LayerPath, name: string, node: NewNode, flags: OpenFlags): Promise<{ node: FoundNode; handle: LayerFileHandle; created: boolean }> {
+  createFile(dirIno: Ino, dir: LayerPath, name: string, node: NewNode, flags: OpenFlags, killSuid = false): Promise<{ node: FoundNode; handle: LayerFileHandle; created: boolean }> {
     return this.#write("open", join(dir, name), async (tree) => {
       const r = this.#entry(tree, dirIno, dir, name, "open");
       let ino = r.ino;
@@ -171,6 +189,7 @@ export class LayerNodes {
         if (!isReg(r.inode!.mode)) throw storeError("EINVAL", "open", r.path, "only regular files hold data in a layer");
         const own = tree.own(ino);
         if (flags.truncate && own.size > 0) {
+          killPrivileges(own, killSuid);
           await truncateData(this.#host.data(this.layer), own, 0);
           own.mtimeMs = own.ctimeMs = tree.now;
         }
@@ -266,6 +285,7 @@ export class LayerNodes {
         if (!isReg(seen.mode)) throw storeError("EINVAL", "truncate", `inode ${ino}`, "only regular files can be truncated");
       }
       const inode = tree.own(ino);
+      if (c.size !== undefined || c.uid !== undefined || c.gid !== undefined || c.killSuid) killPrivileges(inode, c.killSuid === true);
       if (c.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (c.mode & 0o7777);
       if (c.uid !== undefined) inode.uid = c.uid;
       if (c.gid !== undefined) inode.gid = c.gid;
@@ -311,6 +331,26 @@ export class LayerNodes {
     });
   }
 
+  /**
+   * Writes `data` at `position` into this layer's version of `ino` (copying it up first),
+   * dropping its capabilities, and with `killSuid` its set-user/group-ID bits, as a
+   * local file system's write does.
+   */
+  write(ino: Ino, position: number, data: Uint8Array, killSuid = false): Promise<void> {
+    return this.#write("write", `inode ${ino}`, async (tree) => {
+      const seen = tree.inode(ino);
+      if (!seen) throw storeError("EBADF", "write", `inode ${ino}`, "the file is gone");
+      if (!isReg(seen.mode)) throw storeError(isDir(seen.mode) ? "EISDIR" : "EINVAL", "write", `inode ${ino}`);
+      const inode = tree.own(ino);
+      if (killSuid || inode.xattrs?.has(CAPABILITY_XATTR)) {
+        killPrivileges(inode, killSuid);
+        inode.ctimeMs = tree.now;
+      }
+      await writeData(this.#host.data(this.layer), inode, position, data);
+      inode.mtimeMs = inode.ctimeMs = tree.now;
+    });
+  }
+
   /** Makes this layer hold its own copy of `ino` (metadata only; data stays shared until written). */
   copyUp(ino: Ino): Promise<FoundNode> {
     return this.#write("copyup", `inode ${ino}`, (tree) => {
@@ -324,7 +364,7 @@ export class LayerNodes {
    * Opens inode `ino` as `holder` holds it. Writing (or truncating) needs `holder` to be
    * this layer, and so a version this layer holds: copy it up first.
    */
-  open(ino: Ino, holder: Layer, flags: OpenFlags): Promise<LayerFileHandle> {
+  open(ino: Ino, holder: Layer, flags: OpenFlags, killSuid = false): Promise<LayerFileHandle> {
     const check = (inode: Inode | undefined): void => {
       if (!inode) throw storeError("ENOENT", "open", `inode ${ino}`);
       if (isDir(inode.mode)) throw storeError("EISDIR", "open", `inode ${ino}`);
@@ -341,6 +381,7 @@ export class LayerNodes {
       check(tree.inode(ino));
       const inode = tree.own(ino);
       if (flags.truncate && inode.size > 0) {
+        killPrivileges(inode, killSuid);
         await truncateData(this.#host.data(this.layer), inode, 0);
         inode.mtimeMs = inode.ctimeMs = tree.now;
       }

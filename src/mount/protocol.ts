@@ -85,6 +85,7 @@ export const Init = {
   WRITEBACK_CACHE: 1 << 16,
   PARALLEL_DIROPS: 1 << 18,
   HANDLE_KILLPRIV: 1 << 19,
+  HANDLE_KILLPRIV_V2: 1 << 28,
   ABORT_ERROR: 1 << 21,
   MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23,
@@ -128,6 +129,10 @@ export const GETATTR_FH = 1 << 0;
 export const FSYNC_FDATASYNC = 1 << 0;
 /** fuse_write_in.write_flags: a page cache writeback (the handle is a guess). */
 export const WRITE_CACHE = 1 << 0;
+/** fuse_write_in.write_flags: the writer may not keep set-user/group-ID bits (HANDLE_KILLPRIV_V2). */
+export const WRITE_KILL_SUIDGID = 1 << 2;
+/** fuse_open_in.open_flags: an O_TRUNC open by a writer that may not keep set-user/group-ID bits. */
+export const OPEN_KILL_SUIDGID = 1 << 0;
 
 /** renameat2 flags (fuse_rename2_in.flags). */
 export const Rename = { NOREPLACE: 1 << 0, EXCHANGE: 1 << 1, WHITEOUT: 1 << 2 } as const;

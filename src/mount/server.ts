@@ -38,7 +38,11 @@ export interface ServeOptions {
   activeTimeout?: number;
   /** Seconds for views and committed layers, which never change (default 1 day). */
   frozenTimeout?: number;
-  /** Use the kernel's writeback cache (default off: write-through, see the README's measurements). */
+  /**
+   * Use the kernel's writeback cache (default on): writes go to the page cache and reach
+   * the server in large requests, 4 KiB writes ~14x faster than write-through here (see
+   * the README's measurements); off, every write() is a request.
+   */
   writeback?: boolean;
   /** Read-ahead of the connection in KiB (default 4096; the kernel starts at 128). */
   readahead?: number;
@@ -131,7 +135,7 @@ export class LayerServer {
       activeTimeout: options.activeTimeout ?? 1,
       frozenTimeout: options.frozenTimeout ?? 86_400,
       maxWrite: MAX_WRITE,
-      writeback: options.writeback ?? false,
+      writeback: options.writeback ?? true,
       share: single ? false : options.share ?? true,
       onError: options.onError ?? (process.env.THINSTACK_DEBUG ? (l) => process.stderr.write(`thinstack mount: ${l}\n`) : undefined),
     };

@@ -51,7 +51,16 @@ export function registerAttrs(s: Session): void {
     if (valid & Fattr.ATIME) c.atimeMs = valid & Fattr.ATIME_NOW ? now : atime * 1000 + atimensec / 1e6;
     if (valid & Fattr.MTIME) c.mtimeMs = valid & Fattr.MTIME_NOW ? now : mtime * 1000 + mtimensec / 1e6;
     if (valid & Fattr.CTIME) c.ctimeMs = ctime * 1000 + ctimensec / 1e6;
+    if (valid & Fattr.KILL_SUIDGID) c.killSuid = true;
     if (node.kind === "root") throw storeError("EPERM", "setattr", "/", "the served root holds layers");
+    if (node.shared && (valid & ~(Fattr.MTIME | Fattr.CTIME | Fattr.FH | Fattr.LOCKOWNER)) === 0) {
+      // The writeback cache flushing times it keeps itself (a rename or link elsewhere set
+      // the node's ctime): the shared version has not changed, so there is nothing to do.
+      const inode = await s.inode(node);
+      if (c.mtimeMs === undefined || Math.abs(c.mtimeMs - inode.mtimeMs) < 1) {
+        return Reply.of(Size.ATTR_OUT).attrOut(s.timeouts(node.served, node).attr, attrOf(node.ino, inode));
+      }
+    }
     const handle = valid & Fattr.FH ? s.handles.get(fh) : undefined;
     const served = changeTarget(s, req, node, handle?.kind === "file" ? handle.served : undefined);
     const found = await served.nodes.setattr(node.ino, c);

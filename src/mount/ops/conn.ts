@@ -25,7 +25,10 @@ export function registerConn(s: Session): void {
       throw storeError("EOPNOTSUPP", "init", `${major}.${minor}`, `this server speaks FUSE ${KERNEL_VERSION}.${MIN_KERNEL_MINOR_VERSION} and later`);
     }
     let want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.DO_READDIRPLUS | Init.READDIRPLUS_AUTO |
-      Init.ASYNC_DIO | Init.PARALLEL_DIROPS | Init.ABORT_ERROR | Init.MAX_PAGES | Init.CACHE_SYMLINKS;
+      Init.ASYNC_DIO | Init.PARALLEL_DIROPS | Init.ABORT_ERROR | Init.MAX_PAGES | Init.CACHE_SYMLINKS |
+      // The server drops set-ID bits and capabilities itself, so the kernel may skip its
+      // security.capability GETXATTR before every write (SB_NOSEC).
+      Init.HANDLE_KILLPRIV_V2;
     if (s.options.writeback) want |= Init.WRITEBACK_CACHE;
     const got = (flags & want) >>> 0;
     s.conn = { minor: Math.min(minor, KERNEL_MINOR_VERSION), flags: got, maxWrite: s.options.maxWrite };

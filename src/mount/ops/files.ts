@@ -15,7 +15,7 @@ import type { OpenFlags } from "../../layers/flags.ts";
 import { Reply } from "../codec.ts";
 import type { ServedLayer } from "../nodetable.ts";
 import { readOnly } from "../nodetable.ts";
-import { Falloc, Fopen, O, Op, Seek, Size } from "../protocol.ts";
+import { Falloc, Fopen, O, Op, OPEN_KILL_SUIDGID, Seek, Size, WRITE_KILL_SUIDGID } from "../protocol.ts";
 import type { OpenFile, Session } from "../session.ts";
 
 /** The store's open flags for open(2)'s. Appends are placed by the kernel, which sends their offsets. */
@@ -40,6 +40,7 @@ export function registerFiles(s: Session): void {
   s.handlers.set(Op.OPEN, async (req) => {
     const node = s.node(req);
     const flags = openFlags(req.u32());
+    const kill = (req.u32() & OPEN_KILL_SUIDGID) !== 0;
     if (node.kind !== "file") throw storeError("EISDIR", "open", `node ${node.id}`);
     if (!flags.write && !flags.truncate) {
       const served = node.served!;
@@ -63,7 +64,7 @@ export function registerFiles(s: Session): void {
       served = node.served!;
       if (served.readOnly) throw readOnly(served, "open");
     }
-    const handle = await served.nodes.open(node.ino, served.nodes.layer, flags);
+    const handle = await served.nodes.open(node.ino, served.nodes.layer, flags, kill);
     return openOut(s.open({ kind: "file", node, file: handle, layer: served.nodes.layer, served, writable: true }), direct || Fopen.KEEP_CACHE);
   });
 
@@ -71,11 +72,12 @@ export function registerFiles(s: Session): void {
     const parent = s.dir(req);
     const raw = req.u32();
     const mode = req.u32();
-    req.skip(8);
+    req.skip(4);
+    const kill = (req.u32() & OPEN_KILL_SUIDGID) !== 0;
     const name = req.cstring();
     const served = s.changing(parent, "open");
     const flags = openFlags(raw, true);
-    const { node: found, handle } = await served.nodes.createFile(parent.ino, parent.path, name, { mode, uid: req.uid, gid: req.gid }, flags);
+    const { node: found, handle } = await served.nodes.createFile(parent.ino, parent.path, name, { mode, uid: req.uid, gid: req.gid }, flags, kill);
     const { node, reply: entry } = s.entryNode(parent, name, found);
     const fh = s.open({ kind: "file", node, file: handle, layer: served.nodes.layer, served, writable: flags.write });
     const r = Reply.of(Size.ENTRY_OUT + Size.OPEN_OUT);
@@ -94,10 +96,10 @@ export function registerFiles(s: Session): void {
     const h = file(req.u64(), "write");
     const offset = req.u64();
     const size = req.u32();
-    req.skip(20);
-    if (!h.writable) throw storeError("EBADF", "write", undefined, "the file was not opened for writing");
-    const data = req.bytes(size);
-    await h.file.write(data, 0, size, offset);
+    const writeFlags = req.u32();
+    req.skip(16);
+    if (!h.writable || !h.served) throw storeError("EBADF", "write", undefined, "the file was not opened for writing");
+    await h.served.nodes.write(h.node.ino, offset, req.bytes(size), (writeFlags & WRITE_KILL_SUIDGID) !== 0);
     return Reply.of(Size.WRITE_OUT).u32(size).u32(0);
   });
 
