@@ -148,9 +148,12 @@ export class SharedWrites {
     }
     return () => {
       for (const [ino, holder] of before) {
-        if (!layer.tables.inodes.has(ino)) continue;
         const node = this.s.table.sharedNode(holder, ino);
-        if (node) this.invalidate(node, served);
+        if (!node) continue;
+        // The kernel adjusts the link count and ctime it caches for the node after an
+        // unlink, link or rename; they stay right for the other layers only if it asks again.
+        this.invalidateAttrs(node);
+        if (layer.tables.inodes.has(ino)) this.invalidate(node, served);
       }
     };
   }
@@ -165,6 +168,13 @@ export class SharedWrites {
       r.u64(d.parent).u32(name.byteLength).u32(0).raw(name).pad(1);
       void this.s.device.notify(Notify.INVAL_ENTRY, r);
     }
+  }
+
+  /** Makes the kernel fetch a node's attributes again (its pages stay cached). */
+  invalidateAttrs(node: FuseNode): void {
+    const r = Reply.of(Size.NOTIFY_INVAL_INODE);
+    r.u64(node.id).u64(-1).u64(0);
+    void this.s.device.notify(Notify.INVAL_INODE, r);
   }
 
   /** Threads come and go: keep the notes bounded. */
