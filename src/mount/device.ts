@@ -9,12 +9,18 @@
  *   room); small requests are copied out so the buffer goes straight back to the loop,
  *   a large WRITE keeps its buffer until its handler is done.
  * - A reply is one write() of the whole message, made synchronously: a reply never
- *   blocks in the kernel. Notifications may block (the kernel takes inode and page
- *   locks that a request waiting for our reply can hold), so they are written
- *   asynchronously, one at a time, and never from the thread that answers requests.
+ *   blocks in the kernel. Notifications may block (the kernel takes the inode lock of a
+ *   directory that a request waiting for our reply can hold), so they are written by a
+ *   small child process holding its own copy of the descriptor (perl, fed framed
+ *   messages on a pipe): nothing of this process waits for them. A thread of our own
+ *   would not do: Deno serializes the operations on one descriptor, so a notification
+ *   blocked in the kernel would hold up the next read, and the reply it needs.
+ *   The helper exits when its pipe closes, so it never keeps a dead server's
+ *   connection open.
  *
  * @module
  */
+import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import { Buffer } from "node:buffer";
 import type { Reply } from "./codec.ts";
@@ -41,7 +47,7 @@ export class FuseDevice {
   /** Bytes of the read buffers: the largest request the kernel may send. */
   readonly bufferSize: number;
   #free: Buffer[] = [];
-  #notifying: Promise<void> = Promise.resolve();
+  #notifier: ChildProcess | undefined;
   #closed = false;
   /** Set once the connection ended (the read failed with ENODEV or ECONNABORTED). */
   ended = false;
@@ -139,32 +145,54 @@ export class FuseDevice {
   }
 
   /**
-   * Sends notification `code` (its body in `reply`). Resolves once written; the kernel's
-   * "nothing to invalidate" (ENOENT) and a gone connection count as done.
+   * Sends notification `code` (its body in `reply`) through the notifier process, which
+   * writes each message with one write(); its errors (the kernel's "nothing to
+   * invalidate") are of no interest. Never waits for the kernel.
    */
-  notify(code: number, reply: Reply): Promise<void> {
-    const buf = reply.buf;
-    const len = reply.pos;
-    writeHeader(buf, len, code, 0);
-    const write = () => new Promise<void>((resolve) => {
-      if (this.#closed) return resolve();
-      fs.write(this.fd, buf, 0, len, null, () => resolve());
-    });
-    const done = this.#notifying.then(write);
-    this.#notifying = done;
-    return done;
+  notify(code: number, reply: Reply): void {
+    if (this.#closed) return;
+    writeHeader(reply.buf, reply.pos, code, 0);
+    this.#notifier ??= spawnNotifier(this.fd);
+    this.#notifier.stdin!.write(reply.buf.subarray(0, reply.pos));
   }
 
   /** Closes the descriptor (after the connection ended, or to abandon it). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#notifier?.stdin!.end();
+    this.#notifier = undefined;
     try {
       fs.closeSync(this.fd);
     } catch {
       // closed already
     }
   }
+}
+
+/**
+ * Each message starts with its length (the header's first field): read it, read the
+ * rest, write the whole to fd 3 at once. EOF on stdin (the server is gone) ends it.
+ */
+const NOTIFIER = `
+open(my $dev, ">&=", 3) or die "fd 3: $!";
+binmode STDIN;
+for (;;) {
+  my $head = "";
+  while (length($head) < 4) { my $r = sysread(STDIN, $head, 4 - length($head), length($head)); exit 0 unless $r; }
+  my $len = unpack("V", $head);
+  my $msg = $head;
+  while (length($msg) < $len) { my $r = sysread(STDIN, $msg, $len - length($msg), length($msg)); exit 0 unless $r; }
+  syswrite($dev, $msg);
+}`;
+
+function spawnNotifier(fd: number): ChildProcess {
+  const child = spawn("perl", ["-e", NOTIFIER], { stdio: ["pipe", "ignore", "inherit", fd] });
+  child.on("error", () => {});
+  child.stdin!.on("error", () => {});
+  // It must not keep the process alive, nor outlive it.
+  child.unref();
+  return child;
 }
 
 /** The request was interrupted and dropped, or the connection is gone: nobody waits for the reply. */
