@@ -8,6 +8,7 @@ import { METADATA_DIR } from "../pool/pool.ts";
 import { ROOT_FILE } from "../pool/metastore.ts";
 import type { AutoextendEvent } from "../pool/types.ts";
 import { withLock } from "../common/pidlock.ts";
+import { clearDeadMounts } from "../mount/kernel.ts";
 import { printOut } from "./stdout.ts";
 
 /** The store directory: --root, else $THINSTACK_ROOT, else ./.thinstack. */
@@ -33,6 +34,8 @@ export function noStore(root: string): Error {
 export async function openStore(root: string, options: StoreUse = {}): Promise<LayerStore> {
   if (!hasStore(root)) throw noStore(root);
   let store: LayerStore;
+  // Mounts whose server died ("Transport endpoint is not connected") go before the store opens.
+  await clearDeadMounts(`thinstack:${root}`).catch(() => []);
   try {
     store = await LayerStore.open(root, { resumeDeletions: !options.reportOnly });
   } catch (e) {

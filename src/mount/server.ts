@@ -160,7 +160,7 @@ export class LayerServer {
     }
     let mount: MountEntry;
     try {
-      mount = await kernelMount(device.fd, real, { source: `thinstack:${store.pool.dir}`, readOnly: first?.served.readOnly, maxRead: MAX_WRITE });
+      mount = await kernelMount(device.fd, real, { source: `thinstack:${path.resolve(store.pool.dir)}`, readOnly: first?.served.readOnly, maxRead: MAX_WRITE });
     } catch (e) {
       first?.release();
       device.close();
