@@ -412,6 +412,8 @@ export class LayerStore {
   /**
    * The files of layer `key` addressed by directory path and inode number, for servers
    * that address files as a kernel does (see nodes.ts). ENOENT if there is no such layer.
+   *
+   * @internal For src/mount: its types are the store's own, not part of the public API.
    */
   nodes(key: string): LayerNodes {
     return new LayerNodes(this.#host, this.#s.get(key, "nodes"));
