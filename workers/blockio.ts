@@ -11,6 +11,7 @@ import { LRUCache } from "lru-cache";
 import type { IoResult, IoTask } from "../src/pool/iotask.ts";
 import { punchHolesSync } from "../src/pool/punch.ts";
 import { appendOp, delayRecordedSyncSync, ticket, useSequence } from "../src/pool/oplog.ts";
+import { discardSync } from "../src/pool/discard.ts";
 
 const arena = Buffer.from(workerData.arena as SharedArrayBuffer);
 useSequence(workerData.seq as SharedArrayBuffer | undefined);
@@ -113,6 +114,9 @@ export default function run(task: IoTask): IoResult | ReturnType<typeof move> {
         case "punch":
           punchHolesSync(task.file, [{ offset: op.pos, length: op.len }]);
           if (rec !== undefined) appendOp(rec, { op: "punch", t: ticket(), h, pos: op.pos, len: op.len });
+          break;
+        case "discard":
+          discardSync(task.file, [{ offset: op.pos, length: op.len }]);
           break;
       }
     }

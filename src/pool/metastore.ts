@@ -13,6 +13,7 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
+import { Buffer } from "node:buffer";
 import { decodeMetaFile, encodeMetaFile } from "./metafile.ts";
 import * as fileops from "./fileops.ts";
 import type { WritableFile } from "./fileops.ts";
@@ -90,13 +91,35 @@ export class MetaStore {
     await Promise.all(this.#staged.splice(0).map((fh) => fh.close().catch(() => {})));
   }
 
-  /** Writes `value` under an exact name (restore keeps the names a dump lists). */
-  async writeNamed(name: string, value: unknown): Promise<void> {
-    if (name.includes("/") || name.includes("\\") || name === ROOT_FILE || name === PREVIOUS_ROOT_FILE || name.startsWith(".")) {
+  /**
+   * Writes `value` under `name` when no file has that name, or finds it there already with
+   * these very bytes; otherwise writes it under a fresh name. Never changes an existing
+   * file (a restore's names may be the names of live files). Returns the name it is under,
+   * synced.
+   */
+  async place(name: string, transactionId: number, value: unknown): Promise<string> {
+    if (!/^[^/\\.][^/\\]*$/.test(name) || name === ROOT_FILE || name === PREVIOUS_ROOT_FILE || name.startsWith(`${ROOT_FILE}.`) || name.startsWith(`${PREVIOUS_ROOT_FILE}.`)) {
       throw new Error(`Metadata file name '${name}' is not a plain file name`);
     }
+    const file = path.join(this.dir, name);
     const bytes = encodeMetaFile(value);
-    const fh = await fileops.openFile(path.join(this.dir, name), "w");
+    let fh: WritableFile;
+    try {
+      fh = await fileops.openFile(file, "wx");
+    } catch (e) {
+      if ((e as { code?: string }).code !== "EEXIST") throw e;
+      const there = await fs.open(file, "r");
+      try {
+        if (Buffer.from(bytes).equals(await there.readFile())) {
+          await there.datasync(); // a leftover of a restore cut short may not be durable yet
+          this.sizes.set(name, bytes.byteLength);
+          return name;
+        }
+      } finally {
+        await there.close();
+      }
+      return await this.write(/^([^.]+)\.\d+\.[0-9a-z]+\.cbor$/.exec(name)?.[1] ?? "restored", transactionId, value);
+    }
     try {
       await fh.writeFile(bytes);
       await fh.datasync();
@@ -104,6 +127,7 @@ export class MetaStore {
       await fh.close();
     }
     this.sizes.set(name, bytes.byteLength);
+    return name;
   }
 
   /** Reads and decodes one file; EIO naming it when it is damaged (its checksum does not match). */
