@@ -5,13 +5,14 @@
  * nothing here may block the event loop while a mount is up (no spawnSync, no
  * execFileSync("sync"): a sync(2) reaches the mount and waits for this very process).
  *
- * 1. 32 KiB durable write (dd conv=notrunc,fsync) into the middle of a 1 GiB image file
+ * 1. 32 KiB durable write (open, write, fsync) into the middle of a 1 GiB image file
  *    from a container: thinstack's block copy-on-write vs overlayfs's copy-up of the file.
  *    Goal ≥ 100×, one 64 KiB block added.
  * 2. Sequential read of a 1 GiB image file from a container, cold (drop_caches first) and
  *    hot: goal ≥ 0.8× overlayfs.
  * 3. Sequential 1 GiB write then fsync into a container: goal ≥ 0.5× overlayfs.
- * 4. tar -x of a generated rootfs (thousands of files) into a container, then sync -f;
+ * 4. tar -x of a generated rootfs (thousands of files) into a container, then sync -f
+ *    and an fsync of the directory (`sync DIR`: what commits a mount's store);
  *    find + stat of every entry, hot and cold: goal ≥ 0.5× overlayfs.
  * 5. Memory: 20 containers of one image served by one connection (LayerServer), each
  *    reading the same 100 MiB image file: page cache (/proc/meminfo Cached) + the
@@ -175,24 +176,39 @@ async function main(dir: string): Promise<void> {
       const patch = path.join(dir, "patch");
       await fs.writeFile(patch, patternBytes(32 * KiB, 99));
       const seek = BIG / 2 / (32 * KiB) + 3;
+      // The write as the program sees it: open, write, fsync, close timed inside the process
+      // (perl), so process start-up is not counted; the dd process's whole time is shown too.
+      const write = (target: string) => sh(`perl -MTime::HiRes=time -MIO::Handle -MFcntl -e '
+        open(my $in, "<", $ARGV[0]) or die; read($in, my $buf, 32768) == 32768 or die;
+        my $t = time; sysopen(my $f, $ARGV[1], O_WRONLY) or die "open: $!"; sysseek($f, $ARGV[2], 0) or die;
+        syswrite($f, $buf) == 32768 or die "write: $!"; $f->sync or die "fsync: $!"; close($f) or die;
+        printf "%.3f\\n", (time - $t) * 1000' ${patch} ${target}/big ${seek * 32 * KiB}`).then((r) => Number(r.stdout));
+      const dd = (target: string) => sh(`dd if=${patch} of=${target}/big bs=32K count=1 seek=${seek + 2} conv=notrunc,fsync status=none`).then((r) => r.ms);
       const ts: number[] = [];
       const ov: number[] = [];
+      const tsDd: number[] = [];
+      const ovDd: number[] = [];
       const added: number[] = [];
       const copied: number[] = [];
       for (let c = 0; c < 5; c++) {
         const ctr = await container();
         const before = store.pool.status().dataBlocks.used;
-        ts.push((await sh(`dd if=${patch} of=${ctr.path}/big bs=32K count=1 seek=${seek} conv=notrunc,fsync status=none`)).ms);
+        ts.push(await write(ctr.path));
         added.push((store.pool.status().dataBlocks.used - before) * store.pool.blockSize);
+        tsDd.push(await dd(ctr.path));
         await ctr.unmount();
         const o = await overlay(dir, lower, `cow${c}`);
-        ov.push((await sh(`dd if=${patch} of=${o.path}/big bs=32K count=1 seek=${seek} conv=notrunc,fsync status=none`)).ms);
+        ov.push(await write(o.path));
         copied.push(Number((await sh(`du -sb ${o.upper}`)).stdout.split("\t")[0]));
         await o.unmount();
+        const o2 = await overlay(dir, lower, `cowdd${c}`);
+        ovDd.push(await dd(o2.path));
+        await o2.unmount();
       }
       const t = median(ts);
       const o = median(ov);
-      emit({ bench: B, name: `32 KiB dd conv=notrunc,fsync into the middle of a ${label(BIG)} image file from a container: thinstack vs overlayfs copy-up (speed-up)`, value: t, unit: "ms", baseline: o, baselineLabel: "overlayfs", ratio: o / t, goal: "≥ 100", detail: "median of 5 containers each side; the time of the dd process as its parent sees it (spawn included on both sides)" });
+      emit({ bench: B, name: `32 KiB durable write (open, write, fsync, close) into the middle of a ${label(BIG)} image file from a container: thinstack vs overlayfs copy-up (speed-up)`, value: t, unit: "ms", baseline: o, baselineLabel: "overlayfs", ratio: o / t, goal: "≥ 100", detail: "median of 5 containers each side, timed inside the writing process (perl); the first write to the file, so overlayfs copies it up" });
+      emit({ bench: B, name: "the same as a whole dd conv=notrunc,fsync process (start-up included)", value: median(tsDd), unit: "ms", baseline: median(ovDd), baselineLabel: "overlayfs", ratio: median(ovDd) / median(tsDd), detail: "thinstack's dd writes a file it already copied up; overlayfs's copies it up" });
       emit({ bench: B, name: "bytes that write adds: thinstack pool vs overlayfs upper", value: Math.max(...added) / KiB, unit: "KiB", baseline: median(copied) / KiB, baselineLabel: "overlayfs", met: Math.max(...added) === store.pool.blockSize, goal: "one block" });
     }
 
@@ -255,7 +271,9 @@ async function main(dir: string): Promise<void> {
         try {
           for (const side of pass % 2 ? [1, 0] : [0, 1]) {
             await sh("sync");
-            x[side].push((await sh(`tar -xf ${rootfs.tar} -C ${targets[side].path}; sync -f ${targets[side].path}`)).ms);
+            // syncfs writes the pages back; thinstack commits at the fsync of the directory
+            // (this kernel sends FUSE_SYNCFS to virtiofs only), which costs overlayfs nothing more.
+            x[side].push((await sh(`tar -xf ${rootfs.tar} -C ${targets[side].path}; sync -f ${targets[side].path}; sync ${targets[side].path}`)).ms);
           }
           for (const side of pass % 2 ? [1, 0] : [0, 1]) {
             await dropCaches();
@@ -269,7 +287,7 @@ async function main(dir: string): Promise<void> {
       }
       const [t, o] = x.map(median);
       const what = `${rootfs.entries} entries, ${(rootfs.bytes / MiB).toFixed(0)} MiB`;
-      emit({ bench: B, name: "tar -x of a generated rootfs into a container, then sync -f (entries/s)", value: rootfs.entries / (t / 1000), unit: "entries/s", baseline: rootfs.entries / (o / 1000), baselineLabel: "overlayfs", ratio: o / t, goal: "≥ 0.5", detail: `${what}; median of ${PASSES} passes each side, a fresh container / upper each` });
+      emit({ bench: B, name: "tar -x of a generated rootfs into a container, then sync -f and sync of the directory (entries/s)", value: rootfs.entries / (t / 1000), unit: "entries/s", baseline: rootfs.entries / (o / 1000), baselineLabel: "overlayfs", ratio: o / t, goal: "≥ 0.5", detail: `${what}; median of ${PASSES} passes each side, a fresh container / upper each` });
       const [fc, oc] = findCold.map(median);
       const [fh, oh] = findHot.map(median);
       emit({ bench: B, name: "find + stat of every entry of that rootfs, cold (drop_caches)", value: fc, unit: "ms", baseline: oc, baselineLabel: "overlayfs", ratio: oc / fc, goal: "≥ 0.5", detail: "find -printf of size, mode, owner, mtime, links (an lstat each); ratio = overlayfs time / thinstack time" });
