@@ -304,20 +304,43 @@ async function main(dir: string): Promise<void> {
       const overlays = [];
       for (let i = 0; i < CONTAINERS; i++) overlays.push(await overlay(dir, lower, `mem${i}`));
       try {
+        // Each read's page cache growth is taken around that read alone, so what the rest of
+        // the machine does between reads is not counted; the median of PASSES passes.
         const measure = async (paths: string[], withRss: boolean) => {
-          await dropCaches();
-          const c0 = cached();
-          const r0 = withRss ? rss() : 0;
-          await sh(`cat ${paths[0]}/mid > /dev/null`);
-          const one = cached() - c0 + (withRss ? rss() - r0 : 0);
-          for (const p of paths.slice(1)) await sh(`cat ${p}/mid > /dev/null`);
-          const all = cached() - c0 + (withRss ? rss() - r0 : 0);
-          return { one, all };
+          const passes: { one: number; all: number }[] = [];
+          for (let pass = 0; pass < PASSES; pass++) {
+            await dropCaches();
+            const r0 = withRss ? rss() : 0;
+            let one = 0;
+            let all = 0;
+            for (const [i, p] of paths.entries()) {
+              const c0 = cached();
+              await sh(`cat ${p}/mid > /dev/null`);
+              all += cached() - c0;
+              if (i === 0) one = all + (withRss ? rss() - r0 : 0);
+            }
+            passes.push({ one, all: all + (withRss ? rss() - r0 : 0) });
+          }
+          const ratios = passes.map((x) => x.all / x.one);
+          return passes[ratios.indexOf(median(ratios))] ?? passes[0];
         };
         const t = await measure(binds.map((b) => b.path), true);
         const o = await measure(overlays.map((m) => m.path), false);
+        // Without shared nodes every container has a node (and page cache) of its own, as
+        // devicemapper's containers each have a file system on a device of their own.
+        const unshared = await LayerServer.start(store, await mnt("unshared"), { share: false });
+        let u: { one: number; all: number };
+        try {
+          const ubinds = [];
+          for (const k of keys) ubinds.push(await unshared.bind(k, await mnt(`${k}.unshared`)));
+          u = await measure(ubinds.map((b) => b.path), true);
+          for (const b of ubinds) await b.unmount();
+        } finally {
+          await unshared.unmount();
+        }
         emit({ bench: B, name: `memory of ${CONTAINERS} containers of one image each reading the same ${label(MID)} file, vs one container (page cache + server RSS)`, value: t.all / MiB, unit: "MiB", baseline: t.one / MiB, baselineLabel: "one container", ratio: t.all / t.one, goal: "≤ 1.2", detail: "/proc/meminfo Cached delta after drop_caches plus the server's RSS delta; one LayerServer connection, each container bind-mounted. The one-container figure holds the file twice: the FUSE page cache and the pool data file's" });
         emit({ bench: B, name: `the same on overlayfs (${CONTAINERS} overlay mounts of one lower directory)`, value: o.all / MiB, unit: "MiB", baseline: o.one / MiB, baselineLabel: "one container", ratio: o.all / o.one, detail: "devicemapper (not in this kernel) keeps one copy per container's thin device: about 20" });
+        emit({ bench: B, name: `the same without shared nodes (LayerServer share: false, a page cache per container as devicemapper has)`, value: u.all / MiB, unit: "MiB", baseline: u.one / MiB, baselineLabel: "one container", ratio: u.all / u.one, detail: "what the shared nodes save; devicemapper itself (not in this kernel) would hold about 20 copies" });
         emit({ bench: B, name: `memory of the ${CONTAINERS} containers, thinstack vs overlayfs`, value: t.all / MiB, unit: "MiB", baseline: o.all / MiB, baselineLabel: "overlayfs", ratio: t.all / o.all, detail: "thinstack holds the file twice (the mount's pages and the pool data file's), overlayfs once" });
       } finally {
         for (const m of overlays) await m.unmount();
