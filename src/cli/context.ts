@@ -8,6 +8,7 @@ import { METADATA_DIR } from "../pool/pool.ts";
 import { ROOT_FILE } from "../pool/metastore.ts";
 import type { AutoextendEvent } from "../pool/types.ts";
 import { withLock } from "../common/pidlock.ts";
+import { clearDeadMounts } from "../mount/kernel.ts";
 import { printOut } from "./stdout.ts";
 
 /** The store directory: --root, else $THINSTACK_ROOT, else ./.thinstack. */
@@ -33,6 +34,8 @@ export function noStore(root: string): Error {
 export async function openStore(root: string, options: StoreUse = {}): Promise<ImageStore> {
   if (!hasStore(root)) throw noStore(root);
   let store: ImageStore;
+  // Mounts whose server died ("Transport endpoint is not connected") go before the store opens.
+  await clearDeadMounts(`thinstack:${path.resolve(root)}`).catch(() => []);
   try {
     store = await ImageStore.open(root, { resumeDeletions: !options.reportOnly });
   } catch (e) {

@@ -209,6 +209,7 @@ export async function clearMount(m: MountEntry): Promise<void> {
  */
 export async function clearDeadMounts(source?: string): Promise<string[]> {
   const cleared: string[] = [];
+  if (process.platform !== "linux") return cleared;
   const mine = (await mountTable()).filter((m) => m.fsType === FS_TYPE && (source === undefined || m.source === source));
   // Innermost first: a bind on top of a dead mount goes before it.
   for (const m of mine.reverse()) {

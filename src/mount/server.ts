@@ -160,7 +160,7 @@ export class LayerServer {
     }
     let mount: MountEntry;
     try {
-      mount = await kernelMount(device.fd, real, { source: `thinstack:${store.pool.dir}`, readOnly: first?.served.readOnly, maxRead: MAX_WRITE });
+      mount = await kernelMount(device.fd, real, { source: `thinstack:${path.resolve(store.pool.dir)}`, readOnly: first?.served.readOnly, maxRead: MAX_WRITE });
     } catch (e) {
       first?.release();
       device.close();
@@ -195,6 +195,22 @@ export class LayerServer {
   /** Requests seen per opcode, nodes and open handles: for measurements and tests. */
   stats(): { counts: Record<string, number>; nodes: number; handles: number; minor: number } {
     return { counts: Object.fromEntries(this.#session.counts), nodes: this.#session.table.size, handles: this.#session.handles.size, minor: this.#mount.minor };
+  }
+
+  /**
+   * Files and directories of layer `key` the kernel holds open on this connection (0 when
+   * it is not served). close(2) returns before the kernel's RELEASE reaches the server, so
+   * whoever must see a layer's files closed (a commit right after a write) waits for 0.
+   */
+  openFiles(key: string): number {
+    const s = this.#serving.get(key);
+    if (!s) return 0;
+    const layer = s.served.nodes.layer;
+    let n = 0;
+    for (const h of this.#session.handles.values()) {
+      if (h.kind === "file" ? h.layer === layer || h.served === s.served : h.node.served === s.served) n++;
+    }
+    return n;
   }
 
   /**
