@@ -39,20 +39,11 @@ function gnuTar(): boolean {
 }
 
 /**
- * The `thinstack mount`/`umount` commands come with the mount's CLI (src/cli/commands/mount.ts,
- * branch wt/fuse); until that is merged, the tests that serve from a separate process skip.
- */
-const haveCliMount = existsSync(fileURLToPath(new URL("../../src/cli/commands/mount.ts", import.meta.url)));
-
-/**
  * Why a real-program test skips here, or false when it runs: it needs a FUSE mount (Linux,
- * root, /dev/fuse), the images of ../shared/images, and the tools it names ("cli" for
- * the `thinstack mount` command).
+ * root, /dev/fuse), the images of ../shared/images, and the tools it names.
  */
 export function skipUnless(...tools: string[]): string | false {
   if (skipFuse) return skipFuse;
-  if (tools.includes("cli") && !haveCliMount) return "skipped: the CLI has no 'thinstack mount' yet (src/cli/commands/mount.ts, from the mount's branch)";
-  tools = tools.filter((t) => t !== "cli");
   if (!existsSync(path.join(IMAGES, "MANIFEST.txt"))) return `skipped: the real images are absent: ${IMAGES} (CI places ../shared/images beside the repo)`;
   const missing = tools.filter((t) => (t === "gnutar" ? !gnuTar() : !have(t)));
   if (missing.length > 0) return `skipped: needs ${missing.join(", ")} (Debian: apt-get install ${missing.map((t) => (t === "gnutar" ? "tar" : t)).join(" ")})`;

@@ -128,13 +128,13 @@ function runSql(db: string, sql: string): Promise<string> {
   });
 }
 
-test("sqlite3 (rollback journal kept open): 10,000 rows in 10 transactions, SIGKILL of the server mid-transaction, remount: integrity ok, every committed row there", { skip: skipUnless("cli", "sqlite3") }, async (t) => {
+test("sqlite3 (rollback journal kept open): 10,000 rows in 10 transactions, SIGKILL of the server mid-transaction, remount: integrity ok, every committed row there", { skip: skipUnless("sqlite3") }, async (t) => {
   const f = await imageFixture();
   t.after(f.cleanup);
   await crashAndRecover(f, "persist");
 });
 
-test("sqlite3 (WAL, -shm mapped through the mount): the same", { skip: skipUnless("cli", "sqlite3") }, async (t) => {
+test("sqlite3 (WAL, -shm mapped through the mount): the same", { skip: skipUnless("sqlite3") }, async (t) => {
   const f = await imageFixture();
   t.after(f.cleanup);
   await crashAndRecover(f, "wal");

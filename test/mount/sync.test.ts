@@ -41,14 +41,14 @@ async function prepared(): Promise<ImageFixture> {
   return f;
 }
 
-test("sync FILE (fsync) and sync DIR (fsync of the directory) on a mount commit the store: the files are there after SIGKILL of the server", { skip: skipUnless("cli", "sync") }, async (t) => {
+test("sync FILE (fsync) and sync DIR (fsync of the directory) on a mount commit the store: the files are there after SIGKILL of the server", { skip: skipUnless("sync") }, async (t) => {
   const f = await prepared();
   t.after(f.cleanup);
   const out = await killAfter(f, "echo one > $M/one; sync $M/one; mkdir $M/d; echo two > $M/d/two; sync $M/d/two $M/d", "cat $M/one $M/d/two");
   assert.equal(out, "one\ntwo\n");
 });
 
-test("sync -f (syncfs) on a mount commits the store", { skip: skipUnless("cli", "sync"), todo: "FUSE_SYNCFS never reaches the server: the kernel sends it to virtiofs only" }, async (t) => {
+test("sync -f (syncfs) on a mount commits the store", { skip: skipUnless("sync"), todo: "FUSE_SYNCFS never reaches the server: the kernel sends it to virtiofs only" }, async (t) => {
   const f = await prepared();
   t.after(f.cleanup);
   assert.equal(await killAfter(f, "echo synced > $M/file; sync -f $M", "cat $M/file"), "synced\n");
