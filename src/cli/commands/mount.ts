@@ -12,7 +12,6 @@ import type { Command } from "commander";
 import { storeError } from "../../common/errors.ts";
 import { LOCK_FILE } from "../../common/pidlock.ts";
 import { clearMount, FS_TYPE, isDead, kernelUnmount, mountTable } from "../../mount/kernel.ts";
-import { mount } from "../../mount/mod.ts";
 import { note, out, withStore } from "../context.ts";
 
 /** The pool directory a thinstack mount's source names (`thinstack:DIR`). */
@@ -50,7 +49,7 @@ export function mountCommands(cmd: Command): void {
     .option("--no-writeback", "write through: every write() is a request (the default buffers writes in the kernel's cache)")
     .action((key: string, dir: string, o: { readOnly?: boolean; writeback: boolean }, c: Command) =>
       withStore(c, async (store) => {
-        const m = await mount(store, key, dir, { readOnly: o.readOnly, writeback: o.writeback });
+        const m = await store.mount(key, dir, { readOnly: o.readOnly, writeback: o.writeback });
         out(`mounted ${key} at ${m.path}${m.readOnly ? " (read-only)" : ""}\n`);
         let stop!: (signal: string | undefined) => void;
         const stopped = new Promise<string | undefined>((r) => (stop = r));
