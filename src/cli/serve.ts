@@ -1,0 +1,57 @@
+/**
+ * `thinstack serve`: the store served to containerd (a proxy snapshotter plugin) and to
+ * the CLI on a unix socket, until SIGTERM or SIGINT. See daemon/daemon.ts.
+ *
+ * @module
+ */
+import fs from "node:fs/promises";
+import path from "node:path";
+import { LayerStore } from "../layers/mod.ts";
+import { Daemon } from "../daemon/daemon.ts";
+import type { LayerMounter } from "../daemon/mounter.ts";
+import { hasStore, note, openStore, withStoreLock } from "./context.ts";
+import { infoFields } from "./info.ts";
+
+/** Makes the mounter of a daemon's store (the FUSE mount), or none. */
+export type MounterFactory = (store: LayerStore, root: string) => Promise<LayerMounter | undefined>;
+
+/** What {@linkcode runServe} takes besides the store and the socket. */
+export interface ServeOptions {
+  /** The layer mounter. None: Prepare, View and Mounts answer Unimplemented to containerd. */
+  mounter?: MounterFactory;
+  /** Called once the socket listens and the CLI's record is written. */
+  onReady?: (daemon: Daemon) => void;
+}
+
+/**
+ * Serves the store in `root` (made with the defaults when there is none) on `address`
+ * until SIGTERM or SIGINT, holding the store's lock throughout; then stops in order
+ * (calls in flight finish, mounts go, the store commits and closes).
+ */
+export async function runServe(root: string, address: string, options: ServeOptions = {}): Promise<void> {
+  await fs.mkdir(root, { recursive: true });
+  await withStoreLock(root, async () => {
+    let store: LayerStore;
+    if (hasStore(root)) store = await openStore(root);
+    else {
+      store = await LayerStore.open(root, { create: true });
+      note(`created a store in ${root} with the default sizes (see 'thinstack init' for others)`);
+    }
+    let mounter: LayerMounter | undefined;
+    try {
+      mounter = await options.mounter?.(store, root);
+    } catch (e) {
+      await store.close().catch(() => {});
+      throw e;
+    }
+    const daemon = await Daemon.start({ store, root, address: path.resolve(address), mounter, info: () => infoFields(store.pool, root, store.baseSize) });
+    const signalled = new Promise<string>((resolve) => {
+      for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => resolve(signal));
+    });
+    note(`serving ${root} on ${daemon.address}${mounter ? "" : "; no layer mounter: containerd's Prepare, View and Mounts are refused (Unimplemented)"}`);
+    options.onReady?.(daemon);
+    const signal = await signalled;
+    note(`${signal}: finishing the calls in flight, then closing the store`);
+    await daemon.stop();
+  });
+}
