@@ -93,14 +93,20 @@ export interface InfoMessage {
   labels: Record<string, string>;
 }
 
-/** Milliseconds since the epoch as a Timestamp. */
+/**
+ * A store time as a Timestamp. The store keeps milliseconds: its time `m` is an instant in
+ * [m, m + 1 ms), and the Timestamp is the last nanosecond of that millisecond, so it is
+ * never earlier than the instant (containerd checks that a snapshot's times fall within
+ * the call that set them; the service replies to such calls only once that millisecond has
+ * passed, see service.ts). {@linkcode fromTimestamp} gives `m` back.
+ */
 export function toTimestamp(date: Date): Timestamp {
   const ms = date.getTime();
   const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: (ms - seconds * 1000) * 1_000_000 };
+  return { seconds, nanos: (ms - seconds * 1000) * 1_000_000 + 999_999 };
 }
 
-/** A Timestamp as a Date (millisecond precision); the epoch for none. */
+/** A Timestamp as a Date (the millisecond it falls in); the epoch for none. */
 export function fromTimestamp(ts: Timestamp | null | undefined): Date {
   if (!ts) return new Date(0);
   return new Date(Number(ts.seconds) * 1000 + Math.floor(Number(ts.nanos) / 1_000_000));

@@ -110,8 +110,7 @@ export class SnapshotService {
     return await this.#keys.run(key, async () => {
       const options = { labels: labelsOf(r) };
       const parent = String(r.parent ?? "") || undefined;
-      if (kind === "active") await this.#store.prepare(key, parent, options);
-      else await this.#store.view(key, parent, options);
+      await pastMillisecond(kind === "active" ? await this.#store.prepare(key, parent, options) : await this.#store.view(key, parent, options));
       if (!wantMounts) return { mounts: [] };
       try {
         return { mounts: [bindMount(await this.#mounter!.ensure(key, kind), kind)] };
@@ -138,7 +137,7 @@ export class SnapshotService {
     return this.#keys.run(key, async () => {
       // The store refuses to commit a mounted layer: containerd unmounted it before Commit.
       if (this.#mounter?.served().includes(key)) await this.#mounter.release(key);
-      await this.#store.commit(name, key, { labels });
+      await pastMillisecond(await this.#store.commit(name, key, { labels }));
       return {};
     });
   }
@@ -158,6 +157,7 @@ export class SnapshotService {
     const info = (r.info ?? {}) as Partial<InfoMessage>;
     const paths = ((r.update_mask as { paths?: string[] } | null)?.paths ?? []).map(String);
     const updated = await this.#store.update({ name: String(info.name ?? ""), labels: { ...info.labels } }, ...paths);
+    await pastMillisecond(updated);
     return { info: toInfoMessage(updated) };
   }
 
@@ -196,6 +196,14 @@ export class SnapshotService {
     await this.#store.sync();
     return {};
   }
+}
+
+/**
+ * Waits until the millisecond of `info.updated` has passed (at most 1 ms; a commit takes
+ * longer), so the time reported for it (see toTimestamp) is before the reply.
+ */
+async function pastMillisecond(info: LayerInfo): Promise<void> {
+  while (Date.now() <= info.updated.getTime()) await new Promise((r) => setTimeout(r, 1));
 }
 
 function labelsOf(r: Req): Record<string, string> {

@@ -41,17 +41,26 @@ func TestThinstack(t *testing.T) {
 
 // serve starts a server on a store in root and returns containerd's proxy snapshotter over it.
 func serve(ctx context.Context, argv []string, root string) (snapshots.Snapshotter, func() error, error) {
+	// The store lives outside the suite's directory: on a failure the suite logs the first
+	// bytes of every file there, reading each whole, and the pool's sparse data file is
+	// 100 GiB.
+	store, err := os.MkdirTemp("", "thinstack-suite-")
+	if err != nil {
+		return nil, nil, err
+	}
 	sock := filepath.Join(root, "thinstack.sock")
-	args := append(append([]string{}, argv[1:]...), "--root", filepath.Join(root, "store"), "--address", sock)
+	args := append(append([]string{}, argv[1:]...), "--root", store, "--address", sock)
 	cmd := exec.Command(argv[0], args...)
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(store)
 		return nil, nil, err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	stop := func() error {
+		defer os.RemoveAll(store)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-exited:
