@@ -158,17 +158,22 @@ export async function startServe(root: string, socket: string, options: { scratc
     const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), ms));
     return await Promise.race([exited, timer]);
   };
+  // process.kill, not child.kill: Deno's child_process reports a child it kill()ed as
+  // ended by that signal even when the child caught it and exited with a code.
+  const signal = (sig: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, sig);
+  };
   const handle: ServeChild = {
     child, socket, stderr: () => err, exited,
     stop: async (ms = 30_000) => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      signal("SIGTERM");
       const r = await wait(ms);
       if (r !== "timeout") return r;
-      child.kill("SIGKILL");
+      signal("SIGKILL");
       return await exited;
     },
     kill: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      signal("SIGKILL");
       return await exited;
     },
   };
