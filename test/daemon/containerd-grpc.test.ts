@@ -7,12 +7,11 @@
 import path from "node:path";
 import { SnapshotsClient } from "../../src/daemon/client.ts";
 import { snapshotterSuite } from "../layers/snapshotter-suite.ts";
-import { runCli, startServe } from "./helpers.ts";
+import { startServe } from "./helpers.ts";
 
 snapshotterSuite("containerd over gRPC", async (root) => {
+  // serve makes the store (default sizes, sparse).
   const store = path.join(root, "store");
-  const init = await runCli(["--root", store, "init", "--data-size", "4G", "--base-size", "1G"]);
-  if (init.code !== 0) throw new Error(`init failed: ${init.stderr}`);
   const serve = await startServe(store, path.join(root, "thinstack.sock"), { cli: true });
   const client = new SnapshotsClient(serve.socket);
   let closed = false;
