@@ -6,14 +6,14 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import { LayerStore } from "../layers/mod.ts";
+import { ImageStore } from "../images/mod.ts";
 import { Daemon } from "../daemon/daemon.ts";
 import type { LayerMounter } from "../daemon/mounter.ts";
 import { hasStore, note, openStore, withStoreLock } from "./context.ts";
 import { infoFields } from "./info.ts";
 
 /** Makes the mounter of a daemon's store (the FUSE mount), or none. */
-export type MounterFactory = (store: LayerStore, root: string) => Promise<LayerMounter | undefined>;
+export type MounterFactory = (store: ImageStore, root: string) => Promise<LayerMounter | undefined>;
 
 /** What {@linkcode runServe} takes besides the store and the socket. */
 export interface ServeOptions {
@@ -31,10 +31,10 @@ export interface ServeOptions {
 export async function runServe(root: string, address: string, options: ServeOptions = {}): Promise<void> {
   await fs.mkdir(root, { recursive: true });
   await withStoreLock(root, async () => {
-    let store: LayerStore;
+    let store: ImageStore;
     if (hasStore(root)) store = await openStore(root);
     else {
-      store = await LayerStore.open(root, { create: true });
+      store = await ImageStore.open(root, { create: true });
       note(`created a store in ${root} with the default sizes (see 'thinstack init' for others)`);
     }
     let mounter: LayerMounter | undefined;
