@@ -35,11 +35,15 @@ export async function removeRecord(root: string): Promise<void> {
   if (record?.pid === process.pid) await fs.rm(path.join(root, RECORD_FILE), { force: true });
 }
 
-/** The daemon serving the store in `root`, if one runs: its record, when its process lives. */
+/**
+ * The daemon serving the store in `root`, if one runs: its record, when its process lives
+ * and its socket is there (a killed daemon's pid may since belong to another process).
+ */
 export async function findDaemon(root: string): Promise<DaemonRecord | undefined> {
   const record = await readRaw(root);
   if (!record || record.pid === process.pid || !alive(record.pid)) return undefined;
-  return record;
+  const socket = await fs.lstat(record.address).catch(() => undefined);
+  return socket?.isSocket() ? record : undefined;
 }
 
 async function readRaw(root: string): Promise<DaemonRecord | undefined> {
