@@ -198,6 +198,22 @@ export class LayerServer {
   }
 
   /**
+   * Files and directories of layer `key` the kernel holds open on this connection (0 when
+   * it is not served). close(2) returns before the kernel's RELEASE reaches the server, so
+   * whoever must see a layer's files closed (a commit right after a write) waits for 0.
+   */
+  openFiles(key: string): number {
+    const s = this.#serving.get(key);
+    if (!s) return 0;
+    const layer = s.served.nodes.layer;
+    let n = 0;
+    for (const h of this.#session.handles.values()) {
+      if (h.kind === "file" ? h.layer === layer || h.served === s.served : h.node.served === s.served) n++;
+    }
+    return n;
+  }
+
+  /**
    * The node id the kernel holds for `path` in layer `key`, if it holds one (tests use
    * it to see which files share a node). Walks the server's own tables, never the mount.
    */
