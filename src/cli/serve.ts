@@ -8,12 +8,29 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { ImageStore } from "../images/mod.ts";
 import { Daemon } from "../daemon/daemon.ts";
+import { FuseMounter, MOUNT_DIR } from "../daemon/fusemounter.ts";
 import type { LayerMounter } from "../daemon/mounter.ts";
+import { fuseUnsupported } from "../mount/mod.ts";
 import { hasStore, note, openStore, withStoreLock } from "./context.ts";
 import { infoFields } from "./info.ts";
 
 /** Makes the mounter of a daemon's store (the FUSE mount), or none. */
 export type MounterFactory = (store: ImageStore, root: string) => Promise<LayerMounter | undefined>;
+
+/**
+ * The CLI's mounter: the FUSE mount, its served root at `mountRoot` (default `DIR/mnt`).
+ * Where FUSE cannot mount (not root, no /dev/fuse) the daemon serves without one, saying why.
+ */
+export function fuseMounter(mountRoot?: string): MounterFactory {
+  return async (store, root) => {
+    const why = fuseUnsupported();
+    if (why) {
+      note(`layers cannot be mounted here: ${why}`);
+      return undefined;
+    }
+    return await FuseMounter.start(store, mountRoot ?? path.join(root, MOUNT_DIR));
+  };
+}
 
 /** What {@linkcode runServe} takes besides the store and the socket. */
 export interface ServeOptions {

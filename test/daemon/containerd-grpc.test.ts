@@ -1,8 +1,8 @@
 /**
  * containerd's snapshotter suite (test/layers/snapshotter-suite.ts) over gRPC: a fresh
- * `thinstack serve` per scenario, reached through thinstack's Snapshots client. Without
- * the layer mounter a layer's files are out of reach over gRPC, so the scenarios that
- * change files are skipped (the Go suite, conformance.test.ts, mounts them for real).
+ * `thinstack serve` per scenario, reached through thinstack's Snapshots client. Over gRPC
+ * a layer's files are reached only through its mount, so the scenarios that change files
+ * are skipped here: containerd's Go suite (conformance.test.ts) mounts them and runs them.
  */
 import path from "node:path";
 import { SnapshotsClient } from "../../src/daemon/client.ts";

@@ -198,28 +198,3 @@ export async function unmountUnder(dir: string): Promise<void> {
     .sort((a, b) => b.length - a.length);
   for (const m of mounts) await collect(spawn("umount", ["-l", m], { stdio: ["ignore", "pipe", "pipe"] }));
 }
-
-/**
- * Whether `thinstack serve` can mount layers: asks a real one (on a scratch store) for a
- * Prepare as containerd does. Unimplemented means it has no layer mounter yet (issue 11).
- */
-export async function serveMounts(): Promise<boolean> {
-  const dir = await tempDir("probe-");
-  try {
-    const serve = await startServe(path.join(dir, "store"), path.join(dir, "s.sock"), { cli: true });
-    try {
-      const raw = new RawClient(serve.socket);
-      const r = await raw.call("Prepare", { key: "probe" });
-      raw.close();
-      return r.ok || r.code !== grpc.status.UNIMPLEMENTED;
-    } finally {
-      await serve.stop();
-    }
-  } finally {
-    await unmountUnder(dir);
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-}
-
-/** The reason the tests that need containerd to mount thinstack layers skip, while they must. */
-export const NEEDS_MOUNTER = "needs the layer mounter (the FUSE mount of issue 11): thinstack serve answers containerd's Prepare with Unimplemented until it has one";

@@ -40,7 +40,7 @@ type FileSnapshotter = Snapshotter & { fs(key: string): LayerFs };
 export type SnapshotterFactory = (root: string) => Promise<{ snapshotter: Snapshotter; cleanup: () => Promise<void> }>;
 
 /** Why a scenario that changes files cannot run on a snapshotter without `fs`. */
-const NEEDS_FILES = "changes files, and this snapshotter's layers are reachable only through their mounts (the layer mounter, issue 11)";
+const NEEDS_FILES = "changes files, and this snapshotter's layers are reachable only through their mounts: test/daemon/conformance.test.ts runs these through thinstack serve's FUSE mounts (containerd's Go suite)";
 
 /** What appliers need: the calls both a layer and the model offer. */
 interface Target {
