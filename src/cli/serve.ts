@@ -8,9 +8,8 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { ImageStore } from "../images/mod.ts";
 import { Daemon } from "../daemon/daemon.ts";
-import { FuseMounter, MOUNT_DIR } from "../daemon/fusemounter.ts";
 import type { LayerMounter } from "../daemon/mounter.ts";
-import { fuseUnsupported } from "../mount/mod.ts";
+import { FuseMounter, fuseUnsupported } from "../mount/mod.ts";
 import { hasStore, note, openStore, withStoreLock } from "./context.ts";
 import { infoFields } from "./info.ts";
 
@@ -18,7 +17,14 @@ import { infoFields } from "./info.ts";
 export type MounterFactory = (store: ImageStore, root: string) => Promise<LayerMounter | undefined>;
 
 /**
- * The CLI's mounter: the FUSE mount, its served root at `mountRoot` (default `DIR/mnt`).
+ * Where the daemon's served root goes in the store's directory unless told otherwise (as
+ * Docker's devicemapper kept /var/lib/docker/devicemapper/mnt).
+ */
+export const MOUNT_DIR = "mnt";
+
+/**
+ * The CLI's mounter: the FUSE mount (src/mount's FuseMounter, one connection for every
+ * layer), its served root at `mountRoot` (default `DIR/mnt`).
  * Where FUSE cannot mount (not root, no /dev/fuse) the daemon serves without one, saying why.
  */
 export function fuseMounter(mountRoot?: string): MounterFactory {

@@ -10,7 +10,7 @@
 export type ErrorCode =
   | "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EROFS"
   | "ENOSPC" | "EBUSY" | "EINVAL" | "EIO" | "ELOOP" | "EXDEV" | "EPERM"
-  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG" | "ENODATA" | "ENXIO"
+  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG" | "ENOTBLK" | "ENODATA" | "ENXIO"
   | "EOPNOTSUPP" | "ERANGE" | "ESTALE" | "ENOSYS" | "ENOTCONN" | "ENODEV";
 
 const descriptions: Record<ErrorCode, [string, number]> = {
@@ -32,6 +32,7 @@ const descriptions: Record<ErrorCode, [string, number]> = {
   ENAMETOOLONG: ["name too long", -36],
   EMLINK: ["too many links", -31],
   EFBIG: ["file too large", -27],
+  ENOTBLK: ["block device required", -15],
   ENODATA: ["no data available", -61],
   ENXIO: ["no such device or address", -6],
   EOPNOTSUPP: ["operation not supported on socket", -95],

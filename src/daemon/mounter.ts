@@ -1,5 +1,6 @@
 /**
- * What the daemon needs from the FUSE mount: a host directory serving a layer, which the
+ * What the daemon needs from the FUSE mount (src/mount's FuseMounter, which `thinstack
+ * serve` uses; tests use a recording stand-in): a host directory serving a layer, which the
  * Snapshots API hands to containerd as a bind mount (read-write for an active layer,
  * read-only for a view). containerd mounts it as a container's rootfs, and its unpacker
  * applies each image layer through it before `Commit`.
@@ -9,18 +10,11 @@
  *
  * @module
  */
+import type { MountKind, MountTarget } from "../mount/mod.ts";
 import type { MountMessage } from "./definition.ts";
 
-/** The layers a mounter serves: active (read-write) and views (read-only). */
-export type MountKind = "active" | "view";
-
-/** A layer that may be mounted: its key and kind. */
-export interface MountTarget {
-  /** The layer's key, as containerd sent it (`default/12/extract-...`). */
-  key: string;
-  /** Active or view. */
-  kind: MountKind;
-}
+// The kinds and targets are the FUSE mount's (its FuseMounter is the daemon's mounter).
+export type { MountKind, MountTarget };
 
 /**
  * Serves layers of the daemon's store as host directories.

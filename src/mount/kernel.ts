@@ -14,6 +14,7 @@
 import { spawn } from "node:child_process";
 import fs from "node:fs/promises";
 import { existsSync } from "node:fs";
+import path from "node:path";
 import { storeError } from "../common/errors.ts";
 
 /** The file system type thinstack mounts as (`fuse.` + subtype). */
@@ -21,18 +22,42 @@ export const FS_TYPE = "fuse.thinstack";
 /** Where fusectl lives; each connection has a directory named by its device minor. */
 export const FUSECTL = "/sys/fs/fuse/connections";
 
+/**
+ * The source the mount table shows for mounts of the store in `storeDir`:
+ * `thinstack:` and the directory's absolute path, so a store finds its own mounts (the
+ * dead ones to clear) among everyone's.
+ *
+ * @example
+ * ```ts
+ * import { mountSource } from "./kernel.ts";
+ * console.log(mountSource("/var/lib/thinstack")); // thinstack:/var/lib/thinstack
+ * ```
+ */
+export function mountSource(storeDir: string): string {
+  return `thinstack:${path.resolve(storeDir)}`;
+}
+
 /** One line of /proc/self/mountinfo. */
 export interface MountEntry {
+  /** The mount's id. */
   id: number;
+  /** The id of the mount it is mounted on. */
   parent: number;
+  /** The device's major number (0 for FUSE). */
   major: number;
+  /** The device's minor number: for FUSE, the connection's name under /sys/fs/fuse/connections. */
   minor: number;
   /** The path inside the file system that is mounted (for a bind of a subdirectory). */
   root: string;
+  /** Where it is mounted. */
   mountPoint: string;
+  /** Per-mount options (`rw,relatime`). */
   options: string;
+  /** The file system type (`fuse.thinstack`). */
   fsType: string;
+  /** The source (for thinstack: {@linkcode mountSource}). */
   source: string;
+  /** The file system's own options. */
   superOptions: string;
 }
 
@@ -209,6 +234,7 @@ export async function clearMount(m: MountEntry): Promise<void> {
  */
 export async function clearDeadMounts(source?: string): Promise<string[]> {
   const cleared: string[] = [];
+  if (process.platform !== "linux") return cleared;
   const mine = (await mountTable()).filter((m) => m.fsType === FS_TYPE && (source === undefined || m.source === source));
   // Innermost first: a bind on top of a dead mount goes before it.
   for (const m of mine.reverse()) {

@@ -15,6 +15,7 @@ export interface MountOptions extends ServeOptions, ServeLayerOptions {}
 
 /** A mounted layer, with its server (for its statistics). */
 export interface MountedLayer extends LayerMount {
+  /** The connection serving the mount (its statistics, node ids). */
   readonly server: LayerServer;
 }
 

@@ -17,7 +17,7 @@ import path from "node:path";
 import { storeError } from "../common/errors.ts";
 import type { LayerStore } from "../layers/store.ts";
 import { FuseDevice } from "./device.ts";
-import { bindMount, clearMount, fuseUnsupported, isDead, kernelMount, kernelUnmount, type MountEntry, mountTable, setReadahead } from "./kernel.ts";
+import { bindMount, clearMount, fuseUnsupported, isDead, kernelMount, kernelUnmount, type MountEntry, mountSource, mountTable, setReadahead } from "./kernel.ts";
 import { servedName } from "./names.ts";
 import type { ServedLayer } from "./nodetable.ts";
 import { Notify, ROOT_ID, Size } from "./protocol.ts";
@@ -160,7 +160,7 @@ export class LayerServer {
     }
     let mount: MountEntry;
     try {
-      mount = await kernelMount(device.fd, real, { source: `thinstack:${store.pool.dir}`, readOnly: first?.served.readOnly, maxRead: MAX_WRITE });
+      mount = await kernelMount(device.fd, real, { source: mountSource(store.pool.dir), readOnly: first?.served.readOnly, maxRead: MAX_WRITE });
     } catch (e) {
       first?.release();
       device.close();

@@ -1,6 +1,6 @@
 /**
- * The daemon's FUSE layer mounter (src/daemon/fusemounter.ts) in this process over a
- * store: the directories it hands out, what containerd does with them (binds, in child
+ * The FUSE layer mounter as the daemon uses it (src/mount/mounter.ts, test/mount/mounter.test.ts
+ * has its own tests) in this process over a store: the directories it hands out, what containerd does with them (binds, in child
  * processes: this process serves the mount and must not touch it), release before a
  * commit, views read-only, stale binds after a commit and after a stop, and a start
  * after a dead connection. Gated on root and /dev/fuse.
@@ -8,8 +8,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
-import { FuseMounter } from "../../src/daemon/fusemounter.ts";
-import { FS_TYPE, mountTable, servedName } from "../../src/mount/mod.ts";
+import { FS_TYPE, FuseMounter, mountTable, servedName } from "../../src/mount/mod.ts";
 import { fixture, ok, sh, skipFuse } from "../mount/helpers.ts";
 
 const KEY = "default/12/extract-1 sha256:ab";

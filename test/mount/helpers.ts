@@ -12,7 +12,8 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { LayerStore, type LayerStoreOptions } from "../../src/layers/mod.ts";
+import { ImageStore } from "../../src/images/mod.ts";
+import type { LayerStoreOptions } from "../../src/layers/mod.ts";
 import { clearDeadMounts, fuseUnsupported, kernelUnmount, mountTable } from "../../src/mount/mod.ts";
 
 /** Why the mount tests skip here (false when they run): they need Linux, root, /dev/fuse and perl. */
@@ -60,7 +61,7 @@ export async function sys(...args: string[]): Promise<string> {
 
 /** A store in a temporary directory, mount points in it, and the cleanup of both. */
 export interface Fixture {
-  store: LayerStore;
+  store: ImageStore;
   dir: string;
   /** A new empty directory to mount on. */
   mountPoint(name?: string): Promise<string>;
@@ -81,7 +82,7 @@ export async function fixture(options: LayerStoreOptions = {}): Promise<Fixture>
     await clearDeadMounts(); // left by an earlier run that was killed
   }
   const dir = await fs.mkdtemp(path.join(process.env.THINSTACK_TEST_DIR ?? os.tmpdir(), "mount-"));
-  const store = await LayerStore.open(path.join(dir, "store"), { create: true, dataSize: 16 * 2 ** 30, baseSize: 8 * 2 ** 30, ...options });
+  const store = await ImageStore.open(path.join(dir, "store"), { create: true, dataSize: 16 * 2 ** 30, baseSize: 8 * 2 ** 30, ...options });
   let n = 0;
   return {
     store, dir,

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
+import { statfsSync } from "node:fs";
 import { test } from "node:test";
 import { S_IFCHR } from "../../src/layers/mod.ts";
 import { mount } from "../../src/mount/mod.ts";
@@ -215,4 +216,28 @@ test("views, committed layers and read-only mounts refuse changes with EROFS", {
     }
   }
   assert.deepEqual(await f.store.fs("ctr").readdir("/etc"), ["hosts", "passwd"]);
+});
+
+test("statfs reports the pool's size and its free space, bounded by the free space of the disk under the data file", { skip: skipFuse }, async (t) => {
+  // A pool larger than any disk here (its data file is sparse): the disk bounds what is free.
+  const f = await fixture({ dataSize: 4 * 2 ** 40 });
+  t.after(f.cleanup);
+  await f.store.prepare("ctr");
+  const m = await mount(f.store, "ctr", await f.mountPoint());
+  try {
+    const hostFree = () => {
+      const h = statfsSync(f.store.pool.dataFile);
+      return Number(h.bavail) * Number(h.bsize);
+    };
+    const before = hostFree();
+    const [bsize, blocks, avail] = (await ok(`stat -f -c '%S %b %a' ${m.path}`)).trim().split(" ").map(Number);
+    const after = hostFree();
+    const st = f.store.pool.status();
+    assert.equal(bsize * blocks, st.dataBlocks.total * st.blockSize, "the pool's size");
+    const slack = 256 * 2 ** 20; // others write to the same disk meanwhile
+    assert.ok(avail * bsize <= (st.dataBlocks.total - st.dataBlocks.used) * st.blockSize);
+    assert.ok(avail * bsize >= Math.min(before, after) - slack && avail * bsize <= Math.max(before, after) + slack, `${avail * bsize} free against the disk's ${before}..${after}`);
+  } finally {
+    await m.unmount();
+  }
 });

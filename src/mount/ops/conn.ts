@@ -1,15 +1,32 @@
 /**
  * The connection's own requests: INIT (what both sides support), DESTROY, INTERRUPT,
- * FORGET and BATCH_FORGET (the kernel dropping nodes), STATFS (the pool's space) and
- * SYNCFS (a commit).
+ * FORGET and BATCH_FORGET (the kernel dropping nodes), STATFS (the pool's free space,
+ * bounded by its disk's) and SYNCFS (a commit).
  *
  * @module
  */
+import fs from "node:fs";
 import { storeError } from "../../common/errors.ts";
 import { PAGE } from "../../layers/inode.ts";
 import { Reply } from "../codec.ts";
 import { Init, KERNEL_MINOR_VERSION, KERNEL_VERSION, MIN_KERNEL_MINOR_VERSION, Op, Size } from "../protocol.ts";
 import type { Session } from "../session.ts";
+
+/**
+ * Pages free on the file system holding the pool's data file: a sparse data file cannot
+ * outgrow its disk, so free space is the smaller of the pool's and the disk's (as
+ * Docker's devicemapper reports it for loopback files). Unbounded for a block device
+ * (direct mode), whose blocks are all the pool's.
+ */
+function hostFreePages(dataFile: string): number {
+  try {
+    if (!fs.statSync(dataFile).isFile()) return Infinity;
+    const h = fs.statfsSync(dataFile);
+    return Math.floor(Number(h.bavail) * Number(h.bsize) / PAGE);
+  } catch {
+    return Infinity;
+  }
+}
 
 /** Requests the kernel may queue for us in the background (read-ahead, writeback). */
 const MAX_BACKGROUND = 64;
@@ -66,7 +83,7 @@ export function registerConn(s: Session): void {
     const st = s.store.pool.status();
     const per = st.blockSize / PAGE;
     const blocks = st.dataBlocks.total * per;
-    const free = Math.max(0, st.dataBlocks.total - st.dataBlocks.used) * per;
+    const free = Math.min(Math.max(0, st.dataBlocks.total - st.dataBlocks.used) * per, hostFreePages(s.store.pool.dataFile));
     const files = 2 ** 32;
     const r = Reply.of(Size.STATFS_OUT);
     r.u64(blocks).u64(free).u64(free).u64(files).u64(files).u32(PAGE).u32(255).u32(PAGE).u32(0).pad(24);
