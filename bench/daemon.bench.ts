@@ -5,7 +5,7 @@
  * column is Deno's node:http2 serving.
  *
  * (Issue 12's container benchmarks, `ctr run` and `ctr images pull` against overlayfs,
- * need the layer mounter and are not here yet.)
+ * are bench/containerd.bench.ts.)
  *
  *   node --import tsx bench/daemon.bench.ts        deno run -A bench/daemon.bench.ts
  */
