@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { type ChildProcess, spawn } from "node:child_process";
 import { test } from "node:test";
+import { ImageStore } from "../../src/images/mod.ts";
 import { LayerStore } from "../../src/layers/mod.ts";
 import { isDead, mount, mountTable } from "../../src/mount/mod.ts";
 import { cliCommand } from "../cli/cli.ts";
@@ -163,6 +164,33 @@ test("after SIGKILL of the serving process every fsynced file is there, the stor
       await m.unmount();
     }
     assert.equal(await mounted(dir), false);
+  } finally {
+    await store.close();
+  }
+});
+
+test("a dead mount (its server killed) is cleared by thinstack umount, and by the next open of the store", { skip: skipFuse }, async (t) => {
+  const f = await fixture();
+  t.after(f.cleanup);
+  await f.store.prepare("a");
+  const root = f.store.pool.dir;
+  await f.store.close();
+  const dir = await f.mountPoint();
+  const killed = async () => {
+    const s = await cliMount(root, "a", dir);
+    s.child.kill("SIGKILL");
+    await s.exited;
+    assert.equal(await isDead(dir), true, `${dir}: Transport endpoint is not connected`);
+  };
+  await killed();
+  const [cmd, argv] = cliCommand(["umount", dir]);
+  assert.match(await ok(`'${cmd}' ${argv.map((a) => `'${a}'`).join(" ")}`), /^cleared .*its server had died/);
+  assert.equal(await mounted(dir), false);
+  await killed();
+  const store = await ImageStore.open(root);
+  try {
+    assert.equal(await mounted(dir), false, "cleared by the open");
+    assert.deepEqual(await store.check(), []);
   } finally {
     await store.close();
   }
