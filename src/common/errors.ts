@@ -10,7 +10,8 @@
 export type ErrorCode =
   | "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EROFS"
   | "ENOSPC" | "EBUSY" | "EINVAL" | "EIO" | "ELOOP" | "EXDEV" | "EPERM"
-  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK";
+  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK"
+  | "ECONNREFUSED" | "ECONNRESET" | "ETIMEDOUT" | "EPROTO";
 
 const descriptions: Record<ErrorCode, [string, number]> = {
   ENOENT: ["no such file or directory", -2],
@@ -30,6 +31,10 @@ const descriptions: Record<ErrorCode, [string, number]> = {
   EBADF: ["bad file descriptor", -9],
   ENAMETOOLONG: ["name too long", -36],
   EMLINK: ["too many links", -31],
+  ECONNREFUSED: ["connection refused", -111],
+  ECONNRESET: ["connection reset by peer", -104],
+  ETIMEDOUT: ["connection timed out", -110],
+  EPROTO: ["protocol error", -71],
 };
 
 /** An Error with Node's fs error fields. */
