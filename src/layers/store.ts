@@ -41,6 +41,8 @@ import type { ExportResult } from "../interchange/ociwrite.ts";
 import { applyToLayer, checkoutLayer, diffLayer } from "../interchange/operations.ts";
 import type { ByteSource } from "../interchange/source.ts";
 import { storeHost } from "../interchange/storehost.ts";
+import { pull, type PullOptions, type PullResult } from "../registry/pull.ts";
+import { push, type PushOptions, type PushResult } from "../registry/push.ts";
 
 /** The name the store commits under in its pool. */
 export const PARTICIPANT = "layers";
@@ -572,6 +574,35 @@ export class LayerStore {
   async importImage(path: string, options?: ImportOptions): Promise<ImportResult> {
     this.#checkOpen("import");
     return await importImage(this.#interchange(), this.#images(), path, options);
+  }
+
+  /**
+   * Pulls image `ref` (`host[:port]/name[:tag|@digest]`) from its registry: layers the
+   * store has are skipped, the others stream into their layers with digests checked;
+   * a failed pull leaves nothing behind. See src/registry/pull.ts.
+   *
+   * @example
+   * ```ts ignore
+   * const { name, layers } = await store.pull("127.0.0.1:5000/app:1", { plainHttp: true });
+   * ```
+   */
+  async pull(ref: string, options?: PullOptions): Promise<PullResult> {
+    this.#checkOpen("pull");
+    return await pull(this.#interchange(), this.#images(), ref, options);
+  }
+
+  /**
+   * Pushes image `name` to `ref` (`host[:port]/name:tag`): layers the registry has or can
+   * mount are not sent, the others are exported (gzip) as they upload. See src/registry/push.ts.
+   *
+   * @example
+   * ```ts ignore
+   * const { manifestDigest } = await store.push("app:1", "127.0.0.1:5000/app:1", { plainHttp: true });
+   * ```
+   */
+  async push(name: string, ref: string, options?: PushOptions): Promise<PushResult> {
+    this.#checkOpen("push");
+    return await push(this.#interchange(), this.#images(), name, ref, options);
   }
 
   /** The images in the store, by name. */
