@@ -58,7 +58,10 @@ function rootCause(e: unknown): { code?: string; message: string } {
     if (cur.message) message = cur.message;
     cur = cur.cause as typeof cur;
   }
-  return { code, message };
+  // OpenSSL's lines name a routine and a source file: the reason alone says it.
+  message = message.split("\n")[0].trim();
+  const ssl = /SSL routines:[^:]*:([^:]+)/.exec(message);
+  return { code, message: ssl ? `${ssl[1]} (SSL)` : message };
 }
 
 const NET_CODES = /^(ECONNRESET|ECONNREFUSED|ECONNABORTED|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|UND_ERR_\w+)$/;
@@ -84,7 +87,7 @@ export function networkError(e: unknown, op: string, host: string, plainHttp: bo
     err = storeError("ECONNREFUSED", op, host, "nothing answers there; is the registry running, and is the host and port right?");
   } else if (/ENOTFOUND|EAI_AGAIN|lookup|resolve|dns/i.test(text)) {
     err = storeError("EIO", op, host, `the host name does not resolve (${message})`);
-  } else if (!plainHttp && /SSL|TLS|wrong version|handshake|certificate/i.test(text) && !/certificate/i.test(text)) {
+  } else if (!plainHttp && /SSL|TLS|wrong version|handshake|corrupt message|InvalidContentType|certificate/i.test(text) && !/certificate/i.test(text)) {
     err = storeError("EPROTO", op, host, `the TLS handshake failed (${message}); if the registry serves plain HTTP, pass --plain-http`);
   } else if (/certificate|self.signed|CERT_/i.test(text)) {
     err = storeError("EPROTO", op, host, `the registry's certificate is not trusted (${message}); add its CA (NODE_EXTRA_CA_CERTS, DENO_CERT)`);
