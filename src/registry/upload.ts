@@ -240,36 +240,49 @@ async function upload(
     await patch(rest);
     last = undefined;
   }
-  await finish(client, t, url, digest, patched ? undefined : last);
+  await finish(client, t, url, digest, patched ? undefined : last, offset);
   if (!patched) opts.onBytes?.(rest.length);
   return { digest, size: h.bytes };
 }
 
-/** The closing `PUT ?digest=`, with the whole blob when no chunk went before. */
-async function finish(client: RegistryClient, t: UploadTarget, url: URL, digest: string, body: Uint8Array | undefined): Promise<void> {
-  let res: Response;
-  try {
-    res = await client.request("PUT", withDigest(url, digest), {
-      scopes: t.scopes, op: "push", what: t.what, body: body ?? new Uint8Array(0), idempotent: false, headers: OCTETS,
-    });
-  } catch (e) {
-    if (!isNetworkError(e)) throw e;
+/**
+ * The closing `PUT ?digest=`, with the whole blob when no chunk went before (`offset` is
+ * what the chunks sent). A 5xx or a lost answer is tried again while the registry still
+ * holds the upload as it was.
+ */
+async function finish(client: RegistryClient, t: UploadTarget, url: URL, digest: string, body: Uint8Array | undefined, offset: number): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    let res: Response | undefined;
+    let why: string;
+    try {
+      res = await client.request("PUT", withDigest(url, digest), {
+        scopes: t.scopes, op: "push", what: t.what, body: body ?? new Uint8Array(0), idempotent: false, headers: OCTETS,
+      });
+    } catch (e) {
+      if (!isNetworkError(e)) throw e;
+    }
+    if (res && (res.status === 201 || res.status === 204)) {
+      await discard(res);
+      const said = res.headers.get("docker-content-digest");
+      if (said && said !== digest) throw new Restart(`the registry stored ${said}, not ${digest}`);
+      return;
+    }
+    if (res) {
+      const details = await errorDetails(res);
+      why = `the final PUT answered HTTP ${res.status}${details ? ` (${details})` : ""}`;
+      if (!retryableStatus(res.status) && res.status !== 404 && !/DIGEST_INVALID|BLOB_UPLOAD/.test(details)) {
+        throw storeError(res.status === 401 || res.status === 403 ? "EACCES" : "EIO", "push", t.what, why);
+      }
+    } else {
+      why = "the final PUT got no answer";
+    }
     // The answer may be what was lost: the blob may be there.
     if (await hasBlob(client, t, digest).catch(() => false)) return;
-    throw new Restart(`the final PUT failed (${(e as Error).message})`);
+    const status = res && !retryableStatus(res.status) ? undefined : await uploadStatus(client, t, url);
+    if (status?.offset !== offset || attempt >= client.policy.retries) throw new Restart(why);
+    url = status.session;
+    await sleep(backoff(client.policy, attempt + 1));
   }
-  if (res.status === 201 || res.status === 204) {
-    await discard(res);
-    const said = res.headers.get("docker-content-digest");
-    if (said && said !== digest) throw new Restart(`the registry stored ${said}, not ${digest}`);
-    return;
-  }
-  const details = await errorDetails(res);
-  if (retryableStatus(res.status) || res.status === 404 || /DIGEST_INVALID|BLOB_UPLOAD/.test(details)) {
-    if (await hasBlob(client, t, digest).catch(() => false)) return;
-    throw new Restart(`the final PUT answered HTTP ${res.status}${details ? ` (${details})` : ""}`);
-  }
-  throw storeError(res.status === 401 || res.status === 403 ? "EACCES" : "EIO", "push", t.what, `the registry answered the final PUT with HTTP ${res.status}${details ? ` (${details})` : ""}`);
 }
 
 /** For registries without chunks: the blob made once for its digest, then sent in one streamed PUT. */

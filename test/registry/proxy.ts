@@ -15,7 +15,7 @@ export interface Faults {
   cutBlobAfter?: number;
   /** ...the first this many times (default 1 per blob). */
   cutTimes?: number;
-  /** Answer every Nth request with 500 (manifest, blob, upload requests alike). */
+  /** Answer every Nth request with 500 (manifest, blob, upload requests alike), but not the same request twice running. */
   fail500Every?: number;
   /** Hold every answer back this long (ms). */
   delayMs?: number;
@@ -41,6 +41,8 @@ export interface Seen {
   status: number;
   /** Response body bytes passed to the client. */
   bytes: number;
+  /** The Range asked for, if any. */
+  range?: string;
 }
 
 /** A running proxy. */
@@ -64,6 +66,7 @@ export async function startProxy(upstream: string, faults: Faults = {}): Promise
   const sockets = new Set<net.Socket>();
   const cuts = new Map<string, number>();
   const stalled = new Set<string>();
+  const failed = new Set<string>();
   let count = 0;
   let patches = 0;
   const proxy: FaultProxy = {
@@ -83,11 +86,16 @@ export async function startProxy(upstream: string, faults: Faults = {}): Promise
 
   const server = http.createServer(async (req, res) => {
     const url = req.url ?? "/";
-    const seen: Seen = { method: req.method ?? "GET", url, status: 0, bytes: 0 };
+    const seen: Seen = { method: req.method ?? "GET", url, status: 0, bytes: 0, ...(req.headers.range ? { range: req.headers.range } : {}) };
     proxy.requests.push(seen);
     const n = ++count;
     const f = proxy.faults;
-    if (f.fail500Every && n % f.fail500Every === 0) {
+    // A request tried again right after its injected 500 passes: faults are transient, and a
+    // fixed period would otherwise line up with a client's retry cycle forever.
+    const key = `${req.method} ${url.split("?")[0]}`;
+    const retried = failed.delete(key);
+    if (f.fail500Every && n % f.fail500Every === 0 && !retried) {
+      failed.add(key);
       inject("500");
       req.resume();
       seen.status = 500;
