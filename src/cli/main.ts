@@ -16,6 +16,7 @@ import { storeCommands } from "./commands/store.ts";
 import { layerCommands } from "./commands/layers.ts";
 import { fileCommands } from "./commands/files.ts";
 import { imageCommands } from "./commands/images.ts";
+import { registryCommands } from "./commands/registry.ts";
 import { showSizeDefaults } from "./args.ts";
 import { VERSION } from "./info.ts";
 import { errorLine, Exit } from "./output.ts";
@@ -33,6 +34,7 @@ export function program(): Command {
   layerCommands(cmd);
   fileCommands(cmd);
   imageCommands(cmd);
+  registryCommands(cmd);
   showSizeDefaults(cmd);
   // Usage errors as one line, like every other error, naming where the usage is.
   for (const c of [cmd, ...cmd.commands]) {
