@@ -28,8 +28,10 @@ import { cancelUpload, hasBlob, mountBlob, type UploadTarget, uploadBlob } from 
 
 /** Options of {@linkcode push}. */
 export interface PushOptions extends ClientOptions {
-  /** Gzip the layers (level 6; the default), or send plain tars. */
+  /** Gzip the layers (the default), or send plain tars. */
   gzip?: boolean;
+  /** The gzip level, 1 (fastest) to 9 (smallest); default 6, as `exportImage` writes them (the same digests). */
+  gzipLevel?: number;
   /** Layers moving at once (default 3). */
   concurrency?: number;
   /** Bytes per upload chunk (default 8 MiB); a layer no larger goes in one request. */
@@ -86,10 +88,10 @@ async function eachLimited<T, R>(items: T[], limit: number, fn: (item: T, i: num
 }
 
 /** The layer's changeset as the store exports it, gzipped unless `gzip` is false; `diff` sees the tar. */
-function layerBlob(host: LayerHost, layer: string, gzip: boolean, diff: Hasher): AsyncIterable<Uint8Array> {
+function layerBlob(host: LayerHost, layer: string, level: number | undefined, diff: Hasher): AsyncIterable<Uint8Array> {
   const plain = tap(changeset(host.source(layer)), (c) => diff.update(c));
   // Level 6 and Node's fixed gzip header, as ociwrite.ts: the same tar gives the same blob.
-  return gzip ? pump(plain, zlib.createGzip({ level: 6, chunkSize: 256 * 1024 })) : plain;
+  return level === undefined ? plain : pump(plain, zlib.createGzip({ level, chunkSize: 256 * 1024 }));
 }
 
 /**
@@ -104,6 +106,9 @@ function layerBlob(host: LayerHost, layer: string, gzip: boolean, diff: Hasher):
 export async function push(host: LayerHost, catalog: ImageCatalog, name: string, reference: string, options: PushOptions = {}): Promise<PushResult> {
   const record = await catalog.getImage(name);
   if (!record) throw storeError("ENOENT", "push", name, "no such image; see images() for the ones there are");
+  const gzip = options.gzip ?? true;
+  const level = options.gzipLevel ?? 6;
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw storeError("EINVAL", "push", name, `gzip level '${level}' is not a whole number from 1 to 9`);
   const ref = parseReference(reference);
   if (!ref.tag || ref.digest) throw storeError("EINVAL", "push", reference, "push to a tag (host/name:tag); the digest is known only once the manifest is pushed");
   const what = formatReference(ref);
@@ -111,7 +116,6 @@ export async function push(host: LayerHost, catalog: ImageCatalog, name: string,
   const target: UploadTarget = { repository: ref.repository, scopes: [`repository:${ref.repository}:pull,push`], what };
   const client = await RegistryClient.create(ref.registry, options);
   await client.ping();
-  const gzip = options.gzip ?? true;
   const chunkSize = options.chunkSize ?? 8 * 2 ** 20;
   const records = await catalog.listImages();
   const diffIds = record.config.rootfs.diff_ids;
@@ -151,7 +155,7 @@ export async function push(host: LayerHost, catalog: ImageCatalog, name: string,
     const blob = await uploadBlob(client, { ...target, what: `${what} layer ${i}` }, () => {
       diff = new Hasher();
       sent = 0;
-      return layerBlob(host, layer, gzip, diff);
+      return layerBlob(host, layer, gzip ? level : undefined, diff);
     }, {
       chunkSize, session,
       onBytes: (n) => report("layer", i, "uploading", sent += n, 0),
