@@ -33,8 +33,10 @@ export interface TransferEvent {
   layers: number;
   /** The blob's digest when known (a push knows it once the layer is made). */
   digest?: string;
+  /** Where it stands. */
   state: TransferState;
-  /** Bytes moved so far, and the total (0 when not known ahead: a push makes each layer as it sends it). */
+  /** Bytes moved so far. */
   done: number;
+  /** The total, 0 when not known ahead (a push makes each layer as it sends it). */
   total: number;
 }

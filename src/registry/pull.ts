@@ -52,8 +52,9 @@ export interface PullResult extends ImportResult {
   configDigest: string;
   /** The platform of the image pulled. */
   platform: Platform;
-  /** Layers downloaded, and the layers the store had already. */
+  /** Layers downloaded. */
   downloaded: number;
+  /** Layers the store had already (by ChainID), not downloaded. */
   skipped: number;
   /** Layer bytes received (more than the blobs' sizes when a download resumed from scratch). */
   bytes: number;

@@ -42,9 +42,13 @@ export interface PushOptions extends ClientOptions {
 
 /** How one layer got there. */
 export interface PushedLayer {
+  /** Digest of the blob the manifest names. */
   digest: string;
+  /** Its size in bytes. */
   size: number;
+  /** Digest of its uncompressed tar (the config's DiffID). */
   diffId: string;
+  /** Its media type in the manifest. */
   mediaType: string;
   /** `exists`: the repository had it; `mounted`: linked from another repository; `uploaded`. */
   how: "exists" | "mounted" | "uploaded";
@@ -54,15 +58,19 @@ export interface PushedLayer {
 
 /** What a push did. */
 export interface PushResult {
-  /** The repository pushed to, `host/name`, and the tag. */
+  /** The repository pushed to, `host/name`. */
   repository: string;
+  /** The tag pushed. */
   tag: string;
-  /** The manifest pushed: digest, media type, size. */
+  /** Digest of the manifest pushed. */
   manifestDigest: string;
+  /** Its media type (OCI, or Docker schema 2 for an image pulled as one). */
   mediaType: string;
+  /** Its size in bytes. */
   size: number;
   /** Digest of the config pushed (the image ID there). */
   configDigest: string;
+  /** How each layer got there, bottom first. */
   layers: PushedLayer[];
 }
 
