@@ -24,7 +24,8 @@ import { heldBy, knownBlobs } from "./known.ts";
 import { DockerType } from "./manifest.ts";
 import type { TransferEvent } from "./progress.ts";
 import { formatReference, parseReference, repositoryOf, splitRepository } from "./reference.ts";
-import { cancelUpload, hasBlob, mountBlob, type UploadTarget, uploadBlob } from "./upload.ts";
+import { cancelUpload, hasBlob, mountBlob, type UploadTarget } from "./repoblobs.ts";
+import { uploadBlob } from "./upload.ts";
 
 /** Options of {@linkcode push}. */
 export interface PushOptions extends ClientOptions {

@@ -1,7 +1,6 @@
 /**
- * Uploading blobs (distribution spec "push"): `HEAD` to skip a blob the repository has,
- * cross-repository mount (`POST ?mount=&from=`), and uploads: a blob that fits in one
- * chunk goes as `POST` then `PUT ?digest=` with the bytes; a larger one as `PATCH`
+ * Uploading blobs (distribution spec "push"; `HEAD` and mounts are in repoblobs.ts): a
+ * blob that fits in one chunk goes as `POST` then `PUT ?digest=` with the bytes; a larger one as `PATCH`
  * chunks with `Content-Range`, each sent while the next is made, then `PUT ?digest=`.
  * A registry that refuses chunks gets `POST` + one streamed `PUT` (the blob is made
  * twice: once for its digest, once to send). One-shot `POST ?digest=` is never used:
@@ -18,17 +17,8 @@ import { Hasher } from "../interchange/digest.ts";
 import type { RegistryClient } from "./client.ts";
 import { errorDetails, isNetworkError, responseError } from "./errors.ts";
 import { discard } from "./http.ts";
+import { hasBlob, location, type UploadTarget } from "./repoblobs.ts";
 import { backoff, retryableStatus, sleep } from "./retry.ts";
-
-/** The repository blobs go to. */
-export interface UploadTarget {
-  /** Repository path in the registry. */
-  repository: string;
-  /** Token scopes for pushing there. */
-  scopes: string[];
-  /** How errors name what is pushed. */
-  what: string;
-}
 
 /** How an upload goes. */
 export interface UploadOptions {
@@ -49,45 +39,10 @@ class NoChunks extends Error {}
 
 const OCTETS = { "content-type": "application/octet-stream" };
 
-function location(res: Response, client: RegistryClient, what: string): URL {
-  const loc = res.headers.get("location");
-  if (!loc) throw storeError("EPROTO", "push", what, `the registry answered ${res.status} with no Location for the upload`);
-  return client.url(loc);
-}
-
 function withDigest(url: URL, digest: string): URL {
   const u = new URL(url);
   u.searchParams.set("digest", digest);
   return u;
-}
-
-/** Whether the repository has blob `digest`. */
-export async function hasBlob(client: RegistryClient, t: UploadTarget, digest: string): Promise<boolean> {
-  const res = await client.request("HEAD", `/v2/${t.repository}/blobs/${digest}`, { scopes: t.scopes, op: "push", what: t.what });
-  await discard(res);
-  if (res.ok) return true;
-  if (res.status === 404) return false;
-  throw await responseError(res, "push", `${t.what} ${digest}`);
-}
-
-/**
- * Asks the registry to mount blob `digest` from repository `from` (its path there):
- * `mounted`, or the upload it opened instead (201 or 202, as the spec says), or neither
- * when it refused.
- */
-export async function mountBlob(client: RegistryClient, t: UploadTarget, digest: string, from: string): Promise<{ mounted: boolean; session?: URL }> {
-  const path = `/v2/${t.repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`;
-  const res = await client.request("POST", path, { scopes: [...t.scopes, `repository:${from}:pull`], op: "push", what: t.what });
-  await discard(res);
-  if (res.status === 201) return { mounted: true };
-  if (res.status === 202 && res.headers.get("location")) return { mounted: false, session: location(res, client, t.what) };
-  return { mounted: false };
-}
-
-/** Gives up an upload the registry opened (a mount's that is not used). */
-export async function cancelUpload(client: RegistryClient, t: UploadTarget, session: URL): Promise<void> {
-  const res = await client.request("DELETE", session, { scopes: t.scopes, op: "push", what: t.what }).catch(() => undefined);
-  if (res) await discard(res);
 }
 
 async function startUpload(client: RegistryClient, t: UploadTarget): Promise<URL> {
