@@ -23,7 +23,7 @@
 import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { LayerStore } from "../src/layers/mod.ts";
+import { ImageStore } from "../src/images/mod.ts";
 import { startProxy } from "../test/registry/proxy.ts";
 import { run, startRegistry, type TestRegistry } from "../test/registry/registry.ts";
 import { emit, finish, median, MiB, mibps, note, patternBytes, prng, progress, quick, runtime, syncAll, timeMs, withScratchDir } from "./lib.ts";
@@ -55,7 +55,7 @@ function binaryBytes(n: number, seed: number): Uint8Array {
 }
 
 /** Fills layer `key` with files summing to `bytes`: sizes 64 KiB to 8 MiB, half random, half binary-like. */
-async function fill(store: LayerStore, key: string, bytes: number, seed: number): Promise<number> {
+async function fill(store: ImageStore, key: string, bytes: number, seed: number): Promise<number> {
   const rnd = prng(seed);
   const fsx = store.fs(key);
   let done = 0;
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   }
   await withScratchDir(B, "all", async (dir) => {
     // The image: four layers made through the store's fs, recorded with createImage.
-    const maker = await LayerStore.open(path.join(dir, "maker"), { create: true, dataSize: 4 * 2 ** 30, baseSize: 2 ** 30 });
+    const maker = await ImageStore.open(path.join(dir, "maker"), { create: true, dataSize: 4 * 2 ** 30, baseSize: 2 ** 30 });
     let content = 0;
     let parent: string | undefined;
     for (const [i, share] of SHARES.entries()) {
@@ -113,7 +113,7 @@ async function main(): Promise<void> {
         const sides = [
           async () => {
             const root = path.join(dir, `pull-${r}`);
-            const store = await LayerStore.open(root, { create: true, dataSize: 4 * 2 ** 30, baseSize: 2 ** 30 });
+            const store = await ImageStore.open(root, { create: true, dataSize: 4 * 2 ** 30, baseSize: 2 ** 30 });
             try {
               ours.push(await timed(`thinstack pull ${r + 1}`, () => store.pull(`${reg.host}/bench/big:1`, opts)));
             } finally {
@@ -200,7 +200,7 @@ async function main(): Promise<void> {
     try {
       await maker.push("big", `${reg.host}/bench/big:1`, opts);
       await maker.push("big+1", `${reg.host}/bench/big1:1`, opts);
-      const store = await LayerStore.open(path.join(dir, "second"), { create: true, dataSize: 4 * 2 ** 30, baseSize: 2 ** 30 });
+      const store = await ImageStore.open(path.join(dir, "second"), { create: true, dataSize: 4 * 2 ** 30, baseSize: 2 ** 30 });
       try {
         await store.pull(`${proxy.host}/bench/big:1`, opts);
         const res = await fetch(`http://${reg.host}/v2/bench/big1/manifests/1`, { headers: { accept: "application/vnd.oci.image.manifest.v1+json" } });

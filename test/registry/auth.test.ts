@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import fsp from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
-import { LayerStore } from "../../src/layers/mod.ts";
+import { ImageStore } from "../../src/images/mod.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 import { appLayer, baseLayer, config } from "./build.ts";
 import { needOpenssl, needRegistry, startRegistry, type TestRegistry } from "./registry.ts";
@@ -26,8 +26,8 @@ async function failsWith(p: Promise<unknown>, re: RegExp): Promise<void> {
   });
 }
 
-async function withStore(dir: string, fn: (s: LayerStore) => Promise<void>): Promise<void> {
-  const s = await LayerStore.open(dir, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+async function withStore(dir: string, fn: (s: ImageStore) => Promise<void>): Promise<void> {
+  const s = await ImageStore.open(dir, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
   try {
     await baseLayer(s, "base", 300_000);
     await appLayer(s, "app", "base");

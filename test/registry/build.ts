@@ -1,5 +1,5 @@
 /** Images made with the layer store's own API, for the push tests. */
-import type { LayerStore } from "../../src/layers/mod.ts";
+import type { ImageStore } from "../../src/images/mod.ts";
 import type { ImageConfig } from "../../src/interchange/spec.ts";
 
 /** `n` bytes that gzip cannot shrink much, from `seed`. */
@@ -18,7 +18,7 @@ export function noise(n: number, seed = 1): Uint8Array {
 }
 
 /** A base layer named `base`: directories with modes and owners, a big file, hard and symbolic links, an xattr. */
-export async function baseLayer(store: LayerStore, base: string, big = 1_500_000): Promise<void> {
+export async function baseLayer(store: ImageStore, base: string, big = 1_500_000): Promise<void> {
   await store.prepare(`${base}-x`);
   const fs = store.fs(`${base}-x`);
   await fs.mkdir("/etc", { recursive: true });
@@ -40,7 +40,7 @@ export async function baseLayer(store: LayerStore, base: string, big = 1_500_000
 }
 
 /** A layer `name` on `parent` that deletes, replaces and adds. */
-export async function appLayer(store: LayerStore, name: string, parent: string, seed = 3): Promise<void> {
+export async function appLayer(store: ImageStore, name: string, parent: string, seed = 3): Promise<void> {
   await store.prepare(`${name}-x`, parent);
   const fs = store.fs(`${name}-x`);
   await fs.rm("/data/deep", { recursive: true });

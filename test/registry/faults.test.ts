@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import fsp from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
-import { LayerStore } from "../../src/layers/mod.ts";
+import { ImageStore } from "../../src/images/mod.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 import { describeView, hostView } from "../interchange/helpers.ts";
 import { appLayer, baseLayer, config } from "./build.ts";
@@ -20,13 +20,13 @@ const opts = { plainHttp: true, retry: { backoffMs: 5, retries: 6 } };
 describe("faults between thinstack and the registry", { skip: needRegistry }, () => {
   let reg: TestRegistry;
   let dir: string;
-  let maker: LayerStore;
+  let maker: ImageStore;
   let tree: string[];
   let n = 0;
   before(async () => {
     dir = await tmpDir("thinstack-faults-");
     reg = await startRegistry();
-    maker = await LayerStore.open(`${dir}/maker`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+    maker = await ImageStore.open(`${dir}/maker`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
     await baseLayer(maker, "base");
     await appLayer(maker, "app", "base");
     await maker.createImage("app", "app", { config: config() });
@@ -45,7 +45,7 @@ describe("faults between thinstack and the registry", { skip: needRegistry }, ()
   /** Pulls `ref` (a path on the registry) through a proxy with `faults` into a fresh store; checks the tree. */
   async function pullThrough(faults: Faults, repo = "f/app:1", extra: Record<string, unknown> = {}) {
     const proxy = await startProxy(reg.host, faults);
-    const store = await LayerStore.open(`${dir}/pull-${n++}`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+    const store = await ImageStore.open(`${dir}/pull-${n++}`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
     try {
       const r = await store.pull(`${proxy.host}/${repo}`, { ...opts, ...extra });
       const out = `${dir}/out-${n++}`;
@@ -104,11 +104,11 @@ describe("faults between thinstack and the registry", { skip: needRegistry }, ()
   });
 
   /** Asserts `store` holds nothing, now and after a reopen (no scratch layers left either). */
-  async function assertEmpty(path: string, store: LayerStore) {
+  async function assertEmpty(path: string, store: ImageStore) {
     assert.deepEqual(await store.images(), []);
     assert.deepEqual(await store.list(), []);
     await store.close();
-    const again = await LayerStore.open(path);
+    const again = await ImageStore.open(path);
     try {
       assert.deepEqual(await again.list(), []);
     } finally {
@@ -120,7 +120,7 @@ describe("faults between thinstack and the registry", { skip: needRegistry }, ()
     test(`a corrupt byte in ${label} layer fails the pull naming the digest, and leaves nothing`, async () => {
       const proxy = await startProxy(reg.host, { corruptAt: 150_000 });
       const path = `${dir}/corrupt-${n++}`;
-      const store = await LayerStore.open(path, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+      const store = await ImageStore.open(path, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
       try {
         await assert.rejects(store.pull(`${proxy.host}/${repo}`, opts), (e: Error) => {
           assert.match(e.message, /^EINVAL: .*digest mismatch: expected sha256:[0-9a-f]{64}, got sha256:[0-9a-f]{64}/);
@@ -139,7 +139,7 @@ describe("faults between thinstack and the registry", { skip: needRegistry }, ()
     // Cut before any byte, every time: a download that never moves gives up (one that moves keeps going).
     const proxy = await startProxy(reg.host, { cutBlobAfter: 0, cutTimes: 1000 });
     const path = `${dir}/gone-${n++}`;
-    const store = await LayerStore.open(path, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+    const store = await ImageStore.open(path, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
     try {
       await assert.rejects(store.pull(`${proxy.host}/f/app:1`, { ...opts, retry: { backoffMs: 1, retries: 2 } }), /ECONNRESET: .*keeps failing/);
       await assertEmpty(path, store);
@@ -150,7 +150,7 @@ describe("faults between thinstack and the registry", { skip: needRegistry }, ()
     // The proxy (the registry, as thinstack sees it) stops mid-download.
     const slow = await startProxy(reg.host, { bodyDelayMs: 20 });
     const path2 = `${dir}/gone-${n++}`;
-    const store2 = await LayerStore.open(path2, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+    const store2 = await ImageStore.open(path2, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
     try {
       const pulling = store2.pull(`${slow.host}/f/app:1`, { ...opts, retry: { backoffMs: 1, retries: 2 } });
       while (slow.blobBytes < 100_000) await new Promise((r) => setTimeout(r, 10));
@@ -165,7 +165,7 @@ describe("faults between thinstack and the registry", { skip: needRegistry }, ()
   test("a store that fills up fails the pull with ENOSPC and leaves nothing", async () => {
     const path = `${dir}/full-${n++}`;
     // 2 MiB of pool data: the 1.5 MB base fits, the app layer on top does not.
-    const store = await LayerStore.open(path, { create: true, dataSize: 2 * 2 ** 20, baseSize: 2 ** 28 });
+    const store = await ImageStore.open(path, { create: true, dataSize: 2 * 2 ** 20, baseSize: 2 ** 28 });
     try {
       await assert.rejects(store.pull(`${reg.host}/f/app:1`, opts), /ENOSPC/);
       await assertEmpty(path, store);

@@ -11,7 +11,7 @@ import fsp from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import { fsTarget } from "../../src/interchange/fstarget.ts";
 import { importImage } from "../../src/interchange/images.ts";
-import { LayerStore } from "../../src/layers/mod.ts";
+import { ImageStore } from "../../src/images/mod.ts";
 import { pull } from "../../src/registry/pull.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 import { describeView, image, needImages } from "../interchange/helpers.ts";
@@ -42,7 +42,7 @@ describe("pull from docker-registry", { skip: needTools || needImages }, () => {
 
   for (const file of REAL) {
     test(`${file}: pulls into the layers and tree its import gives, recorded with where it came from`, async () => {
-      const store = await LayerStore.open(`${dir}/${slug(file)}`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+      const store = await ImageStore.open(`${dir}/${slug(file)}`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
       try {
         const ref = `${reg.host}/real/${slug(file)}:t`;
         const events: string[] = [];
@@ -77,7 +77,7 @@ describe("pull from docker-registry", { skip: needTools || needImages }, () => {
   test("a second image sharing the base moves only its own layers (bytes counted at a proxy)", async () => {
     // An app image on busybox, made and pushed by thinstack.
     const busybox = `${reg.host}/real/${slug("busybox-1.38.0-musl-amd64")}:t`;
-    const maker = await LayerStore.open(`${dir}/maker`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+    const maker = await ImageStore.open(`${dir}/maker`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
     try {
       const base = await maker.pull(busybox, opts);
       await maker.prepare("app-x", base.layers.at(-1));
@@ -89,7 +89,7 @@ describe("pull from docker-registry", { skip: needTools || needImages }, () => {
       await maker.close();
     }
     const proxy = await startProxy(reg.host);
-    const store = await LayerStore.open(`${dir}/shared-base`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+    const store = await ImageStore.open(`${dir}/shared-base`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
     try {
       const first = await store.pull(busybox.replace(reg.host, proxy.host), opts);
       const sizes = await blobSizes(reg.host, "apps/app", "1");
@@ -107,7 +107,7 @@ describe("pull from docker-registry", { skip: needTools || needImages }, () => {
     }
   });
 
-  test("pull into the in-memory double gives what LayerStore gets (the LayerHost/ImageCatalog contract)", async () => {
+  test("pull into the in-memory double gives what ImageStore gets (the LayerHost/ImageCatalog contract)", async () => {
     const mem = new MemStore();
     const r = await pull(mem, mem, `${reg.host}/real/${slug("ggcr-whiteout_dir.tar")}:t`, opts);
     const want = new MemStore();
@@ -117,7 +117,7 @@ describe("pull from docker-registry", { skip: needTools || needImages }, () => {
   });
 
   test("bad references fail with one clear line, and leave nothing", async () => {
-    const store = await LayerStore.open(`${dir}/bad`, { create: true, dataSize: 2 ** 28, baseSize: 2 ** 26 });
+    const store = await ImageStore.open(`${dir}/bad`, { create: true, dataSize: 2 ** 28, baseSize: 2 ** 26 });
     try {
       await failsWith(store.pull(`${reg.host}/real/${slug("ggcr-whiteout_dir.tar")}:nope`, opts), /^ENOENT: .*no tag 'nope' in '127\.0\.0\.1:\d+\/real\/ggcr-whiteout-dir'/);
       await failsWith(store.pull(`${reg.host}/nothing/here:t`, opts), /^ENOENT: .*(no repository|no tag)/);

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import fsp from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
-import { LayerStore } from "../../src/layers/mod.ts";
+import { ImageStore } from "../../src/images/mod.ts";
 import { MediaType } from "../../src/interchange/spec.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 import { describeView, hostView, image, needImages } from "../interchange/helpers.ts";
@@ -20,8 +20,8 @@ import { needTools, run, skopeo, startRegistry, type TestRegistry } from "./regi
 const opts = { plainHttp: true, retry: { backoffMs: 10 } };
 const CHUNK = 256 * 1024;
 
-async function openStore(path: string): Promise<LayerStore> {
-  return await LayerStore.open(path, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+async function openStore(path: string): Promise<ImageStore> {
+  return await ImageStore.open(path, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
 }
 
 async function failsWith(p: Promise<unknown>, re: RegExp): Promise<void> {
@@ -35,7 +35,7 @@ async function failsWith(p: Promise<unknown>, re: RegExp): Promise<void> {
 describe("push to docker-registry", { skip: needTools }, () => {
   let reg: TestRegistry;
   let dir: string;
-  let store: LayerStore;
+  let store: ImageStore;
   before(async () => {
     dir = await tmpDir("thinstack-push-");
     reg = await startRegistry();
