@@ -43,7 +43,7 @@ export async function baseLayer(store: ImageStore, base: string, big = 1_500_000
 export async function appLayer(store: ImageStore, name: string, parent: string, seed = 3): Promise<void> {
   await store.prepare(`${name}-x`, parent);
   const fs = store.fs(`${name}-x`);
-  await fs.rm("/data/deep", { recursive: true });
+  await fs.rm("/data/deep", { recursive: true, force: true }); // force: an app layer may go on another
   await fs.writeFile("/etc/os-release", "ID=thin\nVERSION=2\n");
   await fs.writeFile("/app.bin", noise(700_000, seed));
   await fs.mkdir("/opt/app", { recursive: true });

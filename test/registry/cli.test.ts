@@ -9,9 +9,11 @@ import fsp from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { tmpDir } from "../helpers/tmp.ts";
-import { fails, thinstack, ts } from "../cli/cli.ts";
+import { spawn, spawnSync } from "node:child_process";
+import { cliCommand, fails, thinstack, ts } from "../cli/cli.ts";
 import { needRegistry, startRegistry, type TestRegistry } from "./registry.ts";
 
+const hasScript = spawnSync("script", ["--version"]).status === 0;
 const DEMO = fileURLToPath(new URL("../../fixtures/demo-image", import.meta.url));
 
 describe("thinstack pull and push", { skip: needRegistry }, () => {
@@ -44,6 +46,21 @@ describe("thinstack pull and push", { skip: needRegistry }, () => {
     assert.match(other.stdout, new RegExp(`digest ${digest} .*0 uploaded, 3 mounted, 0 already there`));
   });
 
+  test("on a terminal, a progress bar per layer", { skip: hasScript ? false : "util-linux script(1) is not installed (it gives the CLI a terminal)" }, async () => {
+    const a = `${dir}/tty-a`;
+    const b = `${dir}/tty-b`;
+    for (const root of [a, b]) await ts(["init", "--data-size", "256M", "--base-size", "64M"], { root });
+    await ts(["import", DEMO, "--name", "demo"], { root: a });
+    for (const [verb, root, args] of [["push", a, ["push", "demo", `${reg.host}/tty/webapp:1`]], ["pull", b, ["pull", `${reg.host}/tty/webapp:1`]]] as const) {
+      const screen = await onTerminal(["--root", root, ...args, "--plain-http"]);
+      // Each layer's bar, redrawn in place, ends full and done; the summary follows on stdout.
+      for (const i of [1, 2, 3]) {
+        assert.match(screen, new RegExp(`${verb} layer ${i}/3 [0-9a-f]{12} \\[\u2588{20}\\] [^\n]* done`), screen);
+      }
+      assert.match(screen, verb === "push" ? /3 uploaded/ : /3 downloaded/);
+    }
+  });
+
   test("failures are one line", async () => {
     const root = `${dir}/c`;
     await ts(["init", "--data-size", "256M", "--base-size", "64M"], { root });
@@ -56,3 +73,23 @@ describe("thinstack pull and push", { skip: needRegistry }, () => {
     assert.equal(JSON.parse((await ts(["images", "--json"], { root })).stdout).length, 0);
   });
 });
+
+/** Runs thinstack under script(1), on a pseudo-terminal; what the terminal showed, control sequences taken out. */
+async function onTerminal(args: string[]): Promise<string> {
+  const [cmd, argv] = cliCommand(args);
+  const line = [cmd, ...argv].map((w) => `'${w.replaceAll("'", "'\\''")}'`).join(" ");
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== "THINSTACK_ROOT") env[k] = v;
+  const child = spawn("script", ["-qec", line, "/dev/null"], { env: { ...env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+  const out: Buffer[] = [];
+  child.stdout!.on("data", (c: Buffer) => out.push(c));
+  child.stderr!.on("data", (c: Buffer) => out.push(c));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", resolve);
+  });
+  // deno-lint-ignore no-control-regex
+  const text = Buffer.concat(out).toString("utf8").replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replaceAll("\r", "\n");
+  assert.equal(code, 0, text);
+  return text;
+}

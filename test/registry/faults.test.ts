@@ -31,6 +31,9 @@ describe("faults between thinstack and the registry", { skip: needRegistry }, ()
     await appLayer(maker, "app", "base");
     await maker.createImage("app", "app", { config: config() });
     await maker.createImage("plain", "app", { config: { ...config(), config: { Cmd: ["plain"] } } });
+    await appLayer(maker, "app2", "app", 5);
+    await appLayer(maker, "app3", "app2", 9);
+    await maker.createImage("four", "app3", { config: config() });
     await maker.push("app", `${reg.host}/f/app:1`, opts);
     await maker.push("plain", `${reg.host}/f/plain:1`, { ...opts, gzip: false });
     await maker.checkout("app", `${dir}/want`);
@@ -88,6 +91,41 @@ describe("faults between thinstack and the registry", { skip: needRegistry }, ()
     await pullThrough({ delayMs: 50, bodyDelayMs: 1 });
     const { proxy } = await pullThrough({ stallBlobAfter: 100_000 }, "f/app:1", { idleTimeoutMs: 300 });
     assert.ok(proxy.injected.stall >= 1);
+  });
+
+  test("slow answers slow a push down, and it still lands", async () => {
+    const p = await startProxy(reg.host, { delayMs: 40 });
+    try {
+      const r = await maker.push("app", `${p.host}/fslow/app:1`, { ...opts, chunkSize: 256 * 1024 });
+      assert.equal(r.manifestDigest, (await maker.exportImage("app", `${dir}/export-${n++}`)).manifestDigest);
+    } finally {
+      await p.stop();
+    }
+    await pullThrough({}, "fslow/app:1");
+  });
+
+  test("layers move in parallel, never more at once than asked", async () => {
+    // Slow answers hold every transfer open, so layers that may overlap do.
+    const up = await startProxy(reg.host, { delayMs: 30 });
+    try {
+      const r = await maker.push("four", `${up.host}/fpar/four:1`, { ...opts, chunkSize: 128 * 1024, concurrency: 2 });
+      assert.deepEqual(r.layers.map((l) => l.how), ["uploaded", "uploaded", "uploaded", "uploaded"]);
+      assert.equal(up.peak.uploads, 2, JSON.stringify(up.peak));
+    } finally {
+      await up.stop();
+    }
+    for (const concurrency of [1, 3]) {
+      const down = await startProxy(reg.host, { bodyDelayMs: 5 });
+      const store = await ImageStore.open(`${dir}/par-${n++}`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+      try {
+        const r = await store.pull(`${down.host}/fpar/four:1`, { ...opts, concurrency });
+        assert.equal(r.downloaded, 4);
+        assert.equal(down.peak.blobGets, concurrency, JSON.stringify(down.peak));
+      } finally {
+        await store.close();
+        await down.stop();
+      }
+    }
   });
 
   test("chunk uploads cut mid-way start over and push the right bytes", async () => {

@@ -54,6 +54,8 @@ export interface FaultProxy {
   blobBytes: number;
   /** Faults injected so far, by kind. */
   injected: Record<string, number>;
+  /** The most blob downloads (GET) and chunk or blob uploads (PATCH, PUT ?digest=) that were in flight at once. */
+  peak: { blobGets: number; uploads: number };
   faults: Faults;
   stop(): Promise<void>;
 }
@@ -74,6 +76,7 @@ export async function startProxy(upstream: string, faults: Faults = {}): Promise
     requests: [],
     blobBytes: 0,
     injected: {},
+    peak: { blobGets: 0, uploads: 0 },
     faults,
     stop: async () => {
       for (const s of sockets) s.destroy();
@@ -84,7 +87,24 @@ export async function startProxy(upstream: string, faults: Faults = {}): Promise
   const inject = (kind: string) => (proxy.injected[kind] = (proxy.injected[kind] ?? 0) + 1);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-  const server = http.createServer(async (req, res) => {
+  const active = { blobGets: 0, uploads: 0 };
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? "/";
+    const kind = req.method === "GET" && BLOB_GET.test(url.split("?")[0]) ? "blobGets"
+      : req.method === "PATCH" || (req.method === "PUT" && url.includes("digest=")) ? "uploads"
+      : undefined;
+    if (kind) {
+      proxy.peak[kind] = Math.max(proxy.peak[kind], ++active[kind]);
+      let ended = false;
+      const end = () => {
+        if (!ended) active[kind]--;
+        ended = true;
+      };
+      res.on("close", end);
+    }
+    void handle(req, res);
+  });
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = req.url ?? "/";
     const seen: Seen = { method: req.method ?? "GET", url, status: 0, bytes: 0, ...(req.headers.range ? { range: req.headers.range } : {}) };
     proxy.requests.push(seen);
@@ -188,7 +208,7 @@ export async function startProxy(upstream: string, faults: Faults = {}): Promise
       if (!res.write(c)) await once(res, "drain");
     }
     res.end();
-  });
+  };
   server.on("connection", (s) => {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
