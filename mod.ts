@@ -22,8 +22,12 @@
 export { DATA_FILE, METADATA_DIR, Pool } from "./src/pool/pool.ts";
 export type { TrimResult } from "./src/pool/pool.ts";
 export type { PunchMethod } from "./src/pool/punch.ts";
+export type { DiscardMethod } from "./src/pool/discard.ts";
+export type { DeltaKind, DeltaOptions, DeltaRange } from "./src/pool/delta.ts";
+export { EVENT_LOG, EVENT_LOG_LIMIT, readEventLog } from "./src/pool/events.ts";
+export type { LoggedEvent, PoolEventMap, PoolEventName, ReadEventLogOptions } from "./src/pool/events.ts";
 export type {
-  AutoextendEvent, BlockNo, CommitParticipant, DeviceId, DeviceInfo, DeviceUsage, MetadataTransaction, PoolCreateOptions,
+  AutoextendEvent, BlockNo, CommitParticipant, DeferredDeleteError, DeviceId, DeviceInfo, DeviceUsage, LowWaterEvent, MetadataTransaction, PoolCreateOptions,
   PoolOpenOptions, PoolSettings, PoolStatus, ThinDevice, VBlock,
 } from "./src/pool/types.ts";
 export { MAX_BLOCK_SIZE, MAX_DEVICE_ID, MIN_BLOCK_SIZE } from "./src/pool/types.ts";

@@ -17,6 +17,7 @@ import { layerCommands } from "./commands/layers.ts";
 import { fileCommands } from "./commands/files.ts";
 import { imageCommands } from "./commands/images.ts";
 import { registryCommands } from "./commands/registry.ts";
+import { poolCommands } from "./commands/pool.ts";
 import { showSizeDefaults } from "./args.ts";
 import { VERSION } from "./info.ts";
 import { errorLine, Exit } from "./output.ts";
@@ -31,6 +32,7 @@ export function program(): Command {
     // Before the subcommands are added, so they inherit it: usage errors become exit code 2.
     .exitOverride();
   storeCommands(cmd);
+  poolCommands(cmd);
   layerCommands(cmd);
   fileCommands(cmd);
   imageCommands(cmd);

@@ -10,7 +10,7 @@
 export type ErrorCode =
   | "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EROFS"
   | "ENOSPC" | "EBUSY" | "EINVAL" | "EIO" | "ELOOP" | "EXDEV" | "EPERM"
-  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG"
+  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG" | "ENOTBLK"
   | "ECONNREFUSED" | "ECONNRESET" | "ETIMEDOUT" | "EPROTO";
 
 const descriptions: Record<ErrorCode, [string, number]> = {
@@ -32,6 +32,7 @@ const descriptions: Record<ErrorCode, [string, number]> = {
   ENAMETOOLONG: ["name too long", -36],
   EMLINK: ["too many links", -31],
   EFBIG: ["file too large", -27],
+  ENOTBLK: ["block device required", -15],
   ECONNREFUSED: ["connection refused", -111],
   ECONNRESET: ["connection reset by peer", -104],
   ETIMEDOUT: ["connection timed out", -110],

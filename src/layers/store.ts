@@ -20,6 +20,7 @@
 import { hasCode, storeError } from "../common/errors.ts";
 import { GiB } from "../common/units.ts";
 import { Pool } from "../pool/pool.ts";
+import type { DeltaOptions, DeltaRange } from "../pool/delta.ts";
 import type { DeviceId } from "../pool/types.ts";
 import { PageAllocator } from "./alloc.ts";
 import { LookupCache } from "./cache.ts";
@@ -85,7 +86,7 @@ export class LayerStore {
     } catch (e) {
       if (!hasCode(e, "ENOENT") || !options.create) throw e;
       pool = await Pool.create(dir, {
-        dataSize: options.dataSize ?? DEFAULT_DATA_SIZE, blockSize: options.blockSize, metadataSize: options.metadataSize,
+        dataSize: options.dataSize ?? (options.dataDevice === undefined ? DEFAULT_DATA_SIZE : undefined), dataDevice: options.dataDevice, blockSize: options.blockSize, metadataSize: options.metadataSize,
         settings: options.settings, ioThreads: options.ioThreads, readahead: options.readahead,
       });
     }
@@ -118,7 +119,7 @@ export class LayerStore {
       };
       const store = make(pool, root, cache);
       const s = store.#s;
-      pool.attach(PARTICIPANT, s.catalog.participant(() => !s.lock.writing));
+      pool.attach(PARTICIPANT, s.catalog.participant(() => s.lock.tryRead()));
       await pool.createThin(baseDevice, baseSize);
       await s.lock.write(() => s.commit());
       return store;
@@ -130,7 +131,7 @@ export class LayerStore {
     const s = store.#s;
     await loadAll(s, options.salvage === true);
     await s.catalog.loadRecords();
-    pool.attach(PARTICIPANT, s.catalog.participant(() => !s.lock.writing));
+    pool.attach(PARTICIPANT, s.catalog.participant(() => s.lock.tryRead()));
     await s.lock.write(() => reap(s, store.#host));
     return store;
   }
@@ -261,7 +262,8 @@ export class LayerStore {
       s.unregister(layer);
       s.retired.push(device);
       await s.commit();
-      await this.pool.deleteDevice(device, { deferred: true });
+      // Its last step: the pool's commit of the pending deletion carries the tables as they are.
+      await s.catalog.asCommitter(() => this.pool.deleteDevice(device, { deferred: true }));
     });
   }
 
@@ -409,6 +411,17 @@ export class LayerStore {
   /** Size of the base device, the most any layer can hold (dm.basesize). */
   get baseSize(): number {
     return this.#s.catalog.root.baseSize;
+  }
+
+  /**
+   * thin_delta of two layers: the runs of their devices' blocks that differ (with `same`,
+   * that agree too), read off the block maps (see {@linkcode Pool.delta}). A layer's
+   * tables and inline files live in metadata, not in its device: this is its file data.
+   */
+  async delta(left: string, right: string, options: DeltaOptions = {}): Promise<DeltaRange[]> {
+    const a = this.#s.get(left, "delta").record.device;
+    const b = this.#s.get(right, "delta").record.device;
+    return await this.pool.delta(a, b, options);
   }
 
   /** Mapped, exclusive and shared pool blocks of a layer's device (thin_ls). */
