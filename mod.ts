@@ -36,6 +36,8 @@ export type { ErrorCode, StoreError } from "./src/common/errors.ts";
 export { formatBytes, formatIec, parseSize } from "./src/common/units.ts";
 export * from "./src/layers/mod.ts";
 export * from "./src/images/mod.ts";
+/** Mounting layers over FUSE: `store.mount()`, a served root of many layers, a daemon's mounter. */
+export * from "./src/mount/mod.ts";
 export type { LayerPath } from "./src/layers/path.ts";
 export type { Typed } from "./src/layers/stats.ts";
 /** Shapes the layer store's image and changeset methods take and return. */

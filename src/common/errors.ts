@@ -10,7 +10,8 @@
 export type ErrorCode =
   | "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EROFS"
   | "ENOSPC" | "EBUSY" | "EINVAL" | "EIO" | "ELOOP" | "EXDEV" | "EPERM"
-  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG" | "ENOTBLK"
+  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG" | "ENOTBLK" | "ENODATA" | "ENXIO"
+  | "EOPNOTSUPP" | "ERANGE" | "ESTALE" | "ENOSYS" | "ENOTCONN" | "ENODEV"
   | "ECONNREFUSED" | "ECONNRESET" | "ETIMEDOUT" | "EPROTO";
 
 const descriptions: Record<ErrorCode, [string, number]> = {
@@ -33,6 +34,14 @@ const descriptions: Record<ErrorCode, [string, number]> = {
   EMLINK: ["too many links", -31],
   EFBIG: ["file too large", -27],
   ENOTBLK: ["block device required", -15],
+  ENODATA: ["no data available", -61],
+  ENXIO: ["no such device or address", -6],
+  EOPNOTSUPP: ["operation not supported on socket", -95],
+  ERANGE: ["result too large", -34],
+  ESTALE: ["stale file handle", -116],
+  ENOSYS: ["function not implemented", -38],
+  ENOTCONN: ["socket is not connected", -107],
+  ENODEV: ["no such device", -19],
   ECONNREFUSED: ["connection refused", -111],
   ECONNRESET: ["connection reset by peer", -104],
   ETIMEDOUT: ["connection timed out", -110],

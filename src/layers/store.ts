@@ -31,6 +31,8 @@ import { LayerFs } from "./fs.ts";
 import { fsHost } from "./fshost.ts";
 import { checkStore } from "./fsck.ts";
 import type { FsHost } from "./host.ts";
+import type { LayerHold } from "./holds.ts";
+import { LayerNodes } from "./nodes.ts";
 import { newInode, PAGE, S_IFDIR } from "./inode.ts";
 import { Layer, type LayerKind } from "./layer.ts";
 import { loadAll, reap } from "./reap.ts";
@@ -214,6 +216,7 @@ export class LayerStore {
       const layer = s.get(key, "commit");
       if (layer.record.kind !== "active") throw storeError("EINVAL", "commit", key, `'${key}' is ${layer.record.kind === "view" ? "a view" : "committed"}; only active layers can be committed`);
       if (name !== key && s.byName.has(name)) throw storeError("EEXIST", "commit", name, "a layer with this name exists");
+      s.holds.check(layer, "commit");
       if (layer.handles.size > 0) throw storeError("EBUSY", "commit", key, "files of the layer are open; close them first");
       if (layer.inTransaction) throw storeError("EBUSY", "commit", key, "a transaction (an apply) is changing the layer; wait for it to finish");
       const before = layer.record;
@@ -247,6 +250,11 @@ export class LayerStore {
     return s.mutate("remove", async () => {
       const layer = s.get(key, "remove");
       if (layer.children > 0) throw storeError("EBUSY", "remove", key, `cannot remove: ${layer.children} layer(s) are based on it; remove them first`);
+      if (s.holds.held(layer)) {
+        if (!options.deferred) s.holds.check(layer, "remove");
+        s.holds.removeWhenReleased(layer, () => this.remove(key, options));
+        return;
+      }
       if (layer.handles.size > 0) throw storeError("EBUSY", "remove", key, "cannot remove: files of the layer are open");
       if (layer.inTransaction) throw storeError("EBUSY", "remove", key, "cannot remove: a transaction (an apply) is changing the layer");
       const device = layer.record.device;
@@ -401,6 +409,26 @@ export class LayerStore {
   /** The files of layer `key`, shaped after `node:fs/promises`. ENOENT if there is no such layer. */
   fs(key: string): LayerFs {
     return new LayerFs(this.#host, this.#s.get(key, "fs"));
+  }
+
+  /**
+   * The files of layer `key` addressed by directory path and inode number, for servers
+   * that address files as a kernel does (see nodes.ts). ENOENT if there is no such layer.
+   *
+   * @internal For src/mount: its types are the store's own, not part of the public API.
+   */
+  nodes(key: string): LayerNodes {
+    return new LayerNodes(this.#host, this.#s.get(key, "nodes"));
+  }
+
+  /**
+   * Holds layer `key` for something that uses it in place (a mount): until the returned
+   * release is called, `commit`, `remove` and `transaction` of it fail with EBUSY naming
+   * `hold.reason`; a deferred `remove` asks the holder to let go when idle and removes
+   * the layer once every hold is released (see holds.ts).
+   */
+  hold(key: string, hold: LayerHold): () => void {
+    return this.#s.holds.add(this.#s.get(key, "hold"), hold);
   }
 
   /** Hits and misses of the lookup caches of frozen layers (path lookups). */
