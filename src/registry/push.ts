@@ -29,7 +29,11 @@ import { uploadBlob } from "./upload.ts";
 
 /** Options of {@linkcode push}. */
 export interface PushOptions extends ClientOptions {
-  /** Gzip the layers (the default), or send plain tars. */
+  /**
+   * Gzip the layers, or send plain tars. Left out, a layer a blob is known to hold (pulled
+   * or pushed before) goes as that blob, gzipped or not, and the others are gzipped; given,
+   * every layer goes in that form (known blobs of the other form are not reused).
+   */
   gzip?: boolean;
   /** The gzip level, 1 (fastest) to 9 (smallest); default 6, as `exportImage` writes them (the same digests). */
   gzipLevel?: number;
@@ -96,11 +100,15 @@ async function eachLimited<T, R>(items: T[], limit: number, fn: (item: T, i: num
   return out;
 }
 
-/** The layer's changeset as the store exports it, gzipped unless `gzip` is false; `diff` sees the tar. */
+/**
+ * The layer's changeset as the store exports it, gzipped at `level` when there is one and
+ * then `diff` sees the tar; a plain tar is its own DiffID, which the upload hashes anyway
+ * (hashing it twice cost a tenth of a plain push's main thread).
+ */
 function layerBlob(host: LayerHost, layer: string, level: number | undefined, diff: Hasher): AsyncIterable<Uint8Array> {
-  const plain = tap(changeset(host.source(layer)), (c) => diff.update(c));
+  if (level === undefined) return changeset(host.source(layer));
   // Level 6 and Node's fixed gzip header, as ociwrite.ts: the same tar gives the same blob.
-  return level === undefined ? plain : pump(plain, zlib.createGzip({ level, chunkSize: 256 * 1024 }));
+  return pump(tap(changeset(host.source(layer)), (c) => diff.update(c)), zlib.createGzip({ level, chunkSize: 256 * 1024 }));
 }
 
 /**
@@ -135,8 +143,9 @@ export async function push(host: LayerHost, catalog: ImageCatalog, name: string,
 
   const pushLayer = async (layer: string, i: number): Promise<PushedLayer> => {
     report("layer", i, "checking");
-    // Blobs known to hold the layer: the one the config names first, then the wanted compression.
-    const known = knownBlobs(records, layer).sort((a, b) =>
+    // Blobs known to hold the layer (in the form asked for, if one was): the one the config
+    // names first, then gzipped ones.
+    const known = knownBlobs(records, layer).filter((b) => options.gzip === undefined || inForm(b.mediaType, gzip)).sort((a, b) =>
       Number(b.diffId === diffIds[i]) - Number(a.diffId === diffIds[i]) || Number(GZIP_TYPES.has(b.mediaType) === gzip) - Number(GZIP_TYPES.has(a.mediaType) === gzip));
     for (const b of known) {
       if (await hasBlob(client, target, b.digest)) {
@@ -171,7 +180,7 @@ export async function push(host: LayerHost, catalog: ImageCatalog, name: string,
       onRestart: () => report("layer", i, "retrying", sent = 0, 0),
     });
     report("layer", i, "done", blob.size, blob.size, blob.digest);
-    return { ...blob, diffId: diff.digest(), mediaType: gzip ? MediaType.ociLayerGzip : MediaType.ociLayer, how: "uploaded" };
+    return { ...blob, diffId: gzip ? diff.digest() : blob.digest, mediaType: gzip ? MediaType.ociLayerGzip : MediaType.ociLayer, how: "uploaded" };
   };
   const pushed = await eachLimited(record.layers, Math.max(1, options.concurrency ?? 3), pushLayer);
 
@@ -209,6 +218,11 @@ export async function push(host: LayerHost, catalog: ImageCatalog, name: string,
 
   await remember(catalog, name, pushed, repository);
   return { repository, tag: ref.tag, manifestDigest: digest, mediaType, size: bytes.length, configDigest, layers: pushed };
+}
+
+/** Whether a blob of `mediaType` is a gzipped tar (`gzip`) or a plain one. */
+function inForm(mediaType: string, gzip: boolean): boolean {
+  return gzip ? GZIP_TYPES.has(mediaType) : mediaType === MediaType.ociLayer;
 }
 
 function pick(b: LayerBlobRecord): Omit<PushedLayer, "how"> {

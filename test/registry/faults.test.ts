@@ -61,6 +61,16 @@ describe("faults between thinstack and the registry", { skip: needRegistry }, ()
     }
   }
 
+  test("plain tar layers are their own DiffIDs, and pull back", async () => {
+    const res = await fetch(`http://${reg.host}/v2/f/plain/manifests/1`, { headers: { accept: "application/vnd.oci.image.manifest.v1+json" } });
+    const m = await res.json() as { config: { digest: string }; layers: { mediaType: string; digest: string }[] };
+    const c = await (await fetch(`http://${reg.host}/v2/f/plain/blobs/${m.config.digest}`)).json() as { rootfs: { diff_ids: string[] } };
+    assert.ok(m.layers.every((l) => l.mediaType === "application/vnd.oci.image.layer.v1.tar"));
+    assert.deepEqual(c.rootfs.diff_ids, m.layers.map((l) => l.digest));
+    assert.deepEqual(c.rootfs.diff_ids, (await maker.image("app")).config.rootfs.diff_ids);
+    await pullThrough({}, "f/plain:1");
+  });
+
   test("downloads cut mid-blob resume with ranged GETs", async () => {
     const { proxy } = await pullThrough({ cutBlobAfter: 200_000, cutTimes: 3 });
     assert.ok(proxy.injected.cutBlob >= 3, JSON.stringify(proxy.injected));
