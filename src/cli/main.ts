@@ -17,6 +17,7 @@ import { layerCommands } from "./commands/layers.ts";
 import { fileCommands } from "./commands/files.ts";
 import { imageCommands } from "./commands/images.ts";
 import { registryCommands } from "./commands/registry.ts";
+import { serveCommands } from "./commands/serve.ts";
 import { mountCommands } from "./commands/mount.ts";
 import { poolCommands } from "./commands/pool.ts";
 import { showSizeDefaults } from "./args.ts";
@@ -38,6 +39,7 @@ export function program(): Command {
   fileCommands(cmd);
   imageCommands(cmd);
   registryCommands(cmd);
+  serveCommands(cmd);
   mountCommands(cmd);
   showSizeDefaults(cmd);
   // Usage errors as one line, like every other error, naming where the usage is.
