@@ -59,7 +59,7 @@ test("sync -f (syncfs) on a mount commits the store", { skip: skipUnless("sync")
   assert.equal(await killAfter(f, "echo synced > $M/file; sync -f $M", "cat $M/file"), "synced\n");
 });
 
-test("sync -f on a mount after a file was written and removed succeeds", { skip: skipUnless("sync"), todo: "SETATTR of the removed inode's times (writeback cache) is answered ENOENT" }, async (t) => {
+test("sync -f on a mount after a file was written and removed succeeds (the kernel flushes the removed inode's times: SETATTR of a node whose last link went)", { skip: skipUnless("sync") }, async (t) => {
   const f = await imageFixture();
   t.after(f.cleanup);
   await f.store.prepare("ctr");
