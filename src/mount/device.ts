@@ -16,7 +16,9 @@
  *   would not do: Deno serializes the operations on one descriptor, so a notification
  *   blocked in the kernel would hold up the next read, and the reply it needs.
  *   The helper exits when its pipe closes, so it never keeps a dead server's
- *   connection open.
+ *   connection open. It acknowledges each notification (one byte back on its stdout)
+ *   once its write() returned: the kernel has acted on it by then, so a request may
+ *   wait for that (bounded: see shared.ts) before replying.
  *
  * @module
  */
@@ -48,6 +50,10 @@ export class FuseDevice {
   readonly bufferSize: number;
   #free: Buffer[] = [];
   #notifier: ChildProcess | undefined;
+  /** Resolves the notifications sent to the notifier and not acknowledged yet, oldest first. */
+  #unacked: (() => void)[] = [];
+  /** The notifier is gone (it failed to start, or died): nothing will be acknowledged. */
+  #deaf = false;
   #closed = false;
   /** Set once the connection ended (the read failed with ENODEV or ECONNABORTED). */
   ended = false;
@@ -147,13 +153,27 @@ export class FuseDevice {
   /**
    * Sends notification `code` (its body in `reply`) through the notifier process, which
    * writes each message with one write(); its errors (the kernel's "nothing to
-   * invalidate") are of no interest. Never waits for the kernel.
+   * invalidate") are of no interest. Never waits for the kernel; the promise resolves
+   * once the notifier's write returned (or the notifier is gone), and never rejects.
+   * Await it only in a request the kernel sends without holding a lock the
+   * notification takes (see shared.ts), and never without a bound.
    */
-  notify(code: number, reply: Reply): void {
-    if (this.#closed) return;
+  notify(code: number, reply: Reply): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     writeHeader(reply.buf, reply.pos, code, 0);
-    this.#notifier ??= spawnNotifier(this.fd);
+    this.#notifier ??= spawnNotifier(this.fd, (n) => this.#acked(n), () => this.#gone());
+    const acked = this.#deaf ? Promise.resolve() : new Promise<void>((resolve) => this.#unacked.push(resolve));
     this.#notifier.stdin!.write(reply.buf.subarray(0, reply.pos));
+    return acked;
+  }
+
+  #acked(n: number): void {
+    for (const resolve of this.#unacked.splice(0, n)) resolve();
+  }
+
+  #gone(): void {
+    this.#deaf = true;
+    this.#acked(this.#unacked.length);
   }
 
   /** Closes the descriptor (after the connection ended, or to abandon it). */
@@ -162,6 +182,7 @@ export class FuseDevice {
     this.#closed = true;
     this.#notifier?.stdin!.end();
     this.#notifier = undefined;
+    this.#gone();
     try {
       fs.closeSync(this.fd);
     } catch {
@@ -172,7 +193,8 @@ export class FuseDevice {
 
 /**
  * Each message starts with its length (the header's first field): read it, read the
- * rest, write the whole to fd 3 at once. EOF on stdin (the server is gone) ends it.
+ * rest, write the whole to fd 3 at once, then acknowledge it with one byte on stdout.
+ * EOF on stdin (the server is gone) ends it.
  */
 const NOTIFIER = `
 open(my $dev, ">&=", 3) or die "fd 3: $!";
@@ -184,14 +206,20 @@ for (;;) {
   my $msg = $head;
   while (length($msg) < $len) { my $r = sysread(STDIN, $msg, $len - length($msg), length($msg)); exit 0 unless $r; }
   syswrite($dev, $msg);
+  syswrite(STDOUT, "\\1");
 }`;
 
-function spawnNotifier(fd: number): ChildProcess {
-  const child = spawn("perl", ["-e", NOTIFIER], { stdio: ["pipe", "ignore", "inherit", fd] });
-  child.on("error", () => {});
+function spawnNotifier(fd: number, acked: (n: number) => void, gone: () => void): ChildProcess {
+  const child = spawn("perl", ["-e", NOTIFIER], { stdio: ["pipe", "pipe", "inherit", fd] });
+  child.on("error", gone);
   child.stdin!.on("error", () => {});
+  // Read always: acknowledgements nobody waits for must not fill the pipe and stall the notifier.
+  child.stdout!.on("data", (b: Buffer) => acked(b.byteLength));
+  child.stdout!.on("error", gone);
+  child.stdout!.on("close", gone);
   // It must not keep the process alive, nor outlive it.
   child.unref();
+  (child.stdout as { unref?: () => void }).unref?.();
   return child;
 }
 

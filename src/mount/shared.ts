@@ -22,9 +22,10 @@
  * the retried open lands on the copy's node and its writes never enter the shared
  * node's page cache (a second arrival, when no retry can switch nodes, gets a direct-I/O
  * handle on the copy). SETATTR, SETXATTR and REMOVEXATTR are applied to the copy and
- * answered with the shared version's unchanged attributes. Either way the layer's other
- * names for the node (hardlinks) are invalidated, so the kernel looks them up again and
- * finds the copy.
+ * answered with the shared version's unchanged attributes (the kernel keeps them for
+ * the node, which every other layer still sees). Either way the layer's names for the
+ * node (hardlinks too) are invalidated before the reply, so the caller's next call in the
+ * layer looks them up again and finds the copy.
  *
  * @module
  */
@@ -37,6 +38,15 @@ import { type FuseNode, readOnly, type ServedLayer } from "./nodetable.ts";
 import { Notify, Op, OP_NAMES, Size } from "./protocol.ts";
 import type { Session } from "./session.ts";
 
+/**
+ * How long a change waits for its invalidations to land before it replies anyway. A
+ * notification waits for the lock of the name's directory; whoever holds it either
+ * waits for a reply of ours (it comes: the server never blocks) or, rarely, for the
+ * file the caller itself holds locked (an unlink or rename of it): then only the
+ * bound breaks the cycle.
+ */
+const LANDING_MS = 300;
+
 /** Requests a path walk makes before the call it walks for: they keep a caller's notes. */
 const WALKING = new Set<number>([Op.LOOKUP, Op.FORGET, Op.BATCH_FORGET, Op.INTERRUPT, Op.GETATTR, Op.READLINK, Op.ACCESS]);
 
@@ -45,6 +55,8 @@ export interface Carried {
   node: number;
   served: ServedLayer;
   redirected: boolean;
+  /** The invalidations the redirecting LOOKUP made (it could not wait for them: its directory is locked). */
+  landed?: Promise<void>;
 }
 
 /**
@@ -86,12 +98,23 @@ export class SharedWrites {
     if (!node || node.id !== id) return found;
     this.#pending.delete(req.pid);
     const served = parent.served!;
-    this.#carried.set(req.pid, { node: node.id, served, redirected: true });
+    const c: Carried = { node: node.id, served, redirected: true };
+    this.#carried.set(req.pid, c);
     if (served.readOnly) return found;
     const done = this.watch(served, [found.ino]);
     const copy = await served.nodes.copyUp(found.ino);
-    done();
+    c.landed = done();
     return copy;
+  }
+
+  /**
+   * For the call a LOOKUP redirected (the retried open, chmod, truncate, setxattr, ...;
+   * its directory is no longer locked): waits until that LOOKUP's invalidations landed
+   * (bounded), so the layer's other names for the file (hardlinks) lead to the copy by
+   * the time the call returns.
+   */
+  async landed(req: Request): Promise<void> {
+    await (req.carried as Carried | undefined)?.landed;
   }
 
   /**
@@ -132,10 +155,11 @@ export class SharedWrites {
   /**
    * Notes which of `inos` `served` does not hold yet; the returned function, called
    * after a change, invalidates the kernel's names in `served` for those the change
-   * copied up (their shared nodes no longer show what the layer sees).
+   * copied up (their shared nodes no longer show what the layer sees). Its promise is
+   * {@link invalidate}'s.
    */
-  watch(served: ServedLayer, inos: (Ino | undefined)[]): () => void {
-    if (!this.s.options.share) return () => {};
+  watch(served: ServedLayer, inos: (Ino | undefined)[]): () => Promise<void> {
+    if (!this.s.options.share) return () => Promise.resolve();
     const layer = served.nodes.layer;
     const before: [Ino, Layer][] = [];
     for (const ino of inos) {
@@ -147,27 +171,46 @@ export class SharedWrites {
       }
     }
     return () => {
+      const landed: Promise<void>[] = [];
       for (const [ino, holder] of before) {
         const node = this.s.table.sharedNode(holder, ino);
         if (!node) continue;
         // The kernel adjusts the link count and ctime it caches for the node after an
         // unlink, link or rename; they stay right for the other layers only if it asks again.
         this.invalidateAttrs(node);
-        if (layer.tables.inodes.has(ino)) this.invalidate(node, served);
+        if (layer.tables.inodes.has(ino)) landed.push(this.invalidate(node, served));
       }
+      return Promise.all(landed).then(() => {});
     };
   }
 
-  /** Invalidates the kernel's names for shared `node` in `served` (asynchronously; never awaited by a request). */
-  invalidate(node: FuseNode, served: ServedLayer): void {
+  /**
+   * Invalidates the kernel's names for shared `node` in `served`. The notifications go
+   * out asynchronously; the promise resolves once the kernel has dropped the names, or
+   * after {@link LANDING_MS}, so the caller's next call in the layer looks the name up
+   * afresh and finds the copy. Await it before replying only in a request whose caller
+   * holds no directory lock (SETATTR, SETXATTR, REMOVEXATTR, OPEN: the file's lock at
+   * most); never in LOOKUP, UNLINK, RENAME or LINK, whose directory the notification
+   * waits for.
+   */
+  invalidate(node: FuseNode, served: ServedLayer): Promise<void> {
+    const sent: Promise<void>[] = [];
     for (const [key, d] of node.dentries ?? []) {
       if (d.served !== served) continue;
       node.dentries!.delete(key);
       const name = new TextEncoder().encode(d.name);
       const r = Reply.of(Size.NOTIFY_INVAL_ENTRY + name.byteLength + 1);
       r.u64(d.parent).u32(name.byteLength).u32(0).raw(name).pad(1);
-      void this.s.device.notify(Notify.INVAL_ENTRY, r);
+      sent.push(this.s.device.notify(Notify.INVAL_ENTRY, r));
     }
+    if (sent.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, LANDING_MS);
+      Promise.all(sent).then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** Makes the kernel fetch a node's attributes again (its pages stay cached). */

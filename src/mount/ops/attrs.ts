@@ -26,6 +26,7 @@ export function registerAttrs(s: Session): void {
   });
 
   s.handlers.set(Op.SETATTR, async (req) => {
+    if (req.carried) await s.shared.landed(req);
     const node = s.node(req);
     const valid = req.u32();
     req.skip(4);
@@ -78,7 +79,8 @@ export function registerAttrs(s: Session): void {
     const served = changeTarget(s, req, node, handle?.kind === "file" ? handle.served : undefined);
     const found = await served.nodes.setattr(node.ino, c);
     if (!node.shared) return Reply.of(Size.ATTR_OUT).attrOut(s.timeouts(served, node).attr, attrOf(found.ino, found.inode));
-    s.shared.invalidate(node, served);
+    // Only the file is locked (fchmod, truncate, utimensat): wait until the caller's names are dropped.
+    await s.shared.invalidate(node, served);
     return Reply.of(Size.ATTR_OUT).attrOut(s.timeouts(served, node).attr, await s.attr(node));
   });
 
@@ -129,6 +131,7 @@ export function registerAttrs(s: Session): void {
   });
 
   s.handlers.set(Op.SETXATTR, async (req) => {
+    if (req.carried) await s.shared.landed(req);
     const node = s.node(req);
     const size = req.u32();
     const flags = req.u32();
@@ -138,17 +141,18 @@ export function registerAttrs(s: Session): void {
     const served = changeTarget(s, req, node);
     const mode = flags & Xattr.CREATE ? "create" : flags & Xattr.REPLACE ? "replace" : undefined;
     await served.nodes.setxattr(node.ino, name, value, mode);
-    if (node.shared) s.shared.invalidate(node, served);
+    if (node.shared) await s.shared.invalidate(node, served);
     return Reply.of(0);
   });
 
   s.handlers.set(Op.REMOVEXATTR, async (req) => {
+    if (req.carried) await s.shared.landed(req);
     const node = s.node(req);
     const name = req.cstring();
     if (node.kind === "root") throw storeError("ENODATA", "removexattr", name);
     const served = changeTarget(s, req, node);
     await served.nodes.removexattr(node.ino, name);
-    if (node.shared) s.shared.invalidate(node, served);
+    if (node.shared) await s.shared.invalidate(node, served);
     return Reply.of(0);
   });
 }

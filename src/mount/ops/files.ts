@@ -38,6 +38,7 @@ export function registerFiles(s: Session): void {
   };
 
   s.handlers.set(Op.OPEN, async (req) => {
+    if (req.carried) await s.shared.landed(req);
     const node = s.node(req);
     const flags = openFlags(req.u32());
     const kill = (req.u32() & OPEN_KILL_SUIDGID) !== 0;
@@ -54,7 +55,8 @@ export function registerFiles(s: Session): void {
       served = s.shared.target(req, node);
       const done = s.shared.watch(served, [node.ino]);
       await served.nodes.copyUp(node.ino);
-      done();
+      // An OPEN holds no directory lock: the layer's other names (hardlinks) are dropped before the reply.
+      await done();
       if (s.shared.firstOpen(req, node, served)) {
         throw storeError("ESTALE", "open", `node ${node.id}`, "copied up; the kernel retries the open on the copy's node");
       }
