@@ -141,9 +141,9 @@ async function baseTestSnapshots(sn: Snapshotter): Promise<void> {
 /**
  * Registers every scenario of the suite as a test named `${label}: SCENARIO`. With
  * `files: false` (the snapshotter has no `fs`), or a string saying why not, the scenarios
- * that change files are registered as skipped.
+ * that change files are registered as skipped; `skip` names scenarios skipped with a reason.
  */
-export function snapshotterSuite(label: string, factory: SnapshotterFactory, options: { files?: boolean | string } = {}): void {
+export function snapshotterSuite(label: string, factory: SnapshotterFactory, options: { files?: boolean | string; skip?: Record<string, string> } = {}): void {
   const files = options.files ?? true;
   const skipFiles = files === true ? false : files === false ? NEEDS_FILES : files;
   /** Runs a scenario on a fresh snapshotter. */
@@ -159,7 +159,7 @@ export function snapshotterSuite(label: string, factory: SnapshotterFactory, opt
   };
   const scenario = (name: string, fn: (sn: Snapshotter) => Promise<void>) => test(`${label}: ${name}`, () => run(fn));
   const fileScenario = (name: string, fn: (sn: FileSnapshotter) => Promise<void>) =>
-    test(`${label}: ${name}`, { skip: skipFiles }, () =>
+    test(`${label}: ${name}`, { skip: skipFiles || options.skip?.[name] || false }, () =>
       run(async (sn) => {
         if (!sn.fs) throw new Error(`${label}: the snapshotter has no fs(); pass { files: false }`);
         await fn(sn as FileSnapshotter);
