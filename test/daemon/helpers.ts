@@ -155,8 +155,14 @@ export async function startServe(root: string, socket: string, options: { scratc
   child.stdout!.resume();
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? (signal ? -1 : null))));
   const wait = async (ms: number) => {
-    const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), ms));
-    return await Promise.race([exited, timer]);
+    // Cleared once the child exits: a pending timer would keep the test process alive for `ms`.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), ms)));
+    try {
+      return await Promise.race([exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   };
   // process.kill, not child.kill: Deno's child_process reports a child it kill()ed as
   // ended by that signal even when the child caught it and exited with a code.

@@ -32,11 +32,33 @@ export async function withStore(options: LayerStoreOptions = {}): Promise<{ stor
   };
 }
 
+/** What {@linkcode describeLayer} reads of an entry's stats (a LayerStats, or node's fs.Stats). */
+export interface TreeStats {
+  ino: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  rdev: number;
+  size: number;
+  isDirectory(): boolean;
+  isFile(): boolean;
+  isSymbolicLink(): boolean;
+}
+
+/** What {@linkcode describeLayer} reads a tree through: a {@linkcode LayerFs}, or a directory on the host (a mounted layer). */
+export interface TreeFs {
+  lstat(path: string): Promise<TreeStats>;
+  readdir(path: string): Promise<string[]>;
+  readFile(path: string): Promise<Uint8Array | string>;
+  readlink(path: string): Promise<string>;
+}
+
 /** The tree a layer shows, described as the model describes its own. */
-export async function describeLayer(lfs: LayerFs): Promise<Map<string, EntryDesc>> {
+export async function describeLayer(lfs: TreeFs): Promise<Map<string, EntryDesc>> {
   const out = new Map<string, EntryDesc>();
   const inos = new Map<number, string[]>();
-  const stats: [string, Awaited<ReturnType<LayerFs["lstat"]>>][] = [];
+  const stats: [string, TreeStats][] = [];
   const walk = async (dir: string) => {
     stats.push([dir, await lfs.lstat(dir)]);
     for (const name of await lfs.readdir(dir)) {
