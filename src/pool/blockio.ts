@@ -98,9 +98,12 @@ export class BlockIo {
     if (result) throw failure(task, result);
   }
 
-  /** Runs a task with an output buffer (`task.out` bytes) and returns that buffer. */
+  /**
+   * Runs a task with an output buffer (`task.out` bytes, or `task.into`, which is
+   * transferred to the worker and comes back) and returns that buffer.
+   */
   async read(task: IoTask & { out: number }): Promise<ArrayBuffer> {
-    const result = await this.#workers.run(task) as IoResult;
+    const result = await (task.into ? this.#workers.run(task, { transferList: [task.into] }) : this.#workers.run(task)) as IoResult;
     if (result instanceof ArrayBuffer) return result;
     throw failure(task, result ?? { message: "the worker returned no data" });
   }
