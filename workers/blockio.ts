@@ -67,7 +67,7 @@ function zeroGaps(out: Uint8Array, ops: IoTask["ops"]): void {
 export default function run(task: IoTask): IoResult | ReturnType<typeof move> {
   try {
     const fd = fdFor(task);
-    const out = task.into ? new Uint8Array(task.into) : task.out !== undefined ? new Uint8Array(task.out) : undefined;
+    const out = task.into ? new Uint8Array(task.into, 0, task.out) : task.out !== undefined ? new Uint8Array(task.out) : undefined;
     if (task.into) zeroGaps(out!, task.ops);
     for (const op of task.ops) {
       switch (op.op) {

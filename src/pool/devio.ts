@@ -101,7 +101,7 @@ export function scheduleRead(ctx: IoContext, task: IoTask & { out: number }): Pr
 
 /**
  * The task that reads `pieces` into an output buffer of `length` bytes: a new one, or
- * `into` (of exactly `length` bytes) to reuse.
+ * the start of `into` (of at least `length` bytes) to reuse.
  */
 export function readTask(ctx: IoContext, pieces: Piece[], length: number, into?: ArrayBuffer): IoTask & { out: number } {
   const task: IoTask & { out: number } = { file: ctx.file, key: ctx.key, out: length, ops: pieces.map((p) => ({ op: "readOut", pos: p.pos, at: p.at, len: p.len })) };

@@ -36,8 +36,9 @@ export interface IoTask {
   /** Bytes of a zeroed output buffer that `readOut` steps fill and the worker transfers back. */
   out?: number;
   /**
-   * A buffer of `out` bytes to use as the output buffer instead of a new one (transferred
-   * to the worker and back): the worker zeroes what no `readOut` step fills. Reusing
+   * A buffer of at least `out` bytes whose first `out` bytes are the output buffer,
+   * instead of a new one (transferred to the worker and back): the worker zeroes what no
+   * `readOut` step fills there. Reusing
    * buffers spares the receiving thread an external allocation per read, which costs it
    * garbage collection (a full mark-compact every few tens of MiB on Node).
    */

@@ -55,6 +55,8 @@ interface Stream {
   next: number;
   /** Fetched ranges ahead of the reader, in order, contiguous. */
   windows: Window[];
+  /** Length of the read before the last, which sizes windows with the last one's. */
+  before: number;
 }
 
 /** Smallest window: small sequential reads are served from larger fetches. */
@@ -132,8 +134,10 @@ export class Readahead {
       target.fill(0);
       return;
     }
-    const data = await scheduleRead(this.#ctx, readTask(this.#ctx, pieces, length, this.#buffers.take(length)));
-    target.set(new Uint8Array(data));
+    // A buffer of a rounded size (only the first `length` bytes are read), kept for the next read.
+    const size = ReadBuffers.sizeFor(length);
+    const data = await scheduleRead(this.#ctx, readTask(this.#ctx, pieces, length, this.#buffers.take(size) ?? new ArrayBuffer(size)));
+    target.set(new Uint8Array(data, 0, length));
     this.#buffers.give(data);
   }
 
@@ -146,7 +150,7 @@ export class Readahead {
   #take(src: ReadSource, offset: number, length: number): { window: Window; whole: boolean } | undefined {
     let stream = this.#streams.get(src.id);
     if (!stream) {
-      stream = { next: -1, windows: [] };
+      stream = { next: -1, windows: [], before: 0 };
       this.#streams.set(src.id, stream);
     }
     const sequential = offset === stream.next && length > 0 && length <= MAX_WINDOW;
@@ -162,7 +166,10 @@ export class Readahead {
       head.length -= length;
       this.#ahead -= length;
     }
-    if (sequential) this.#fill(src, stream, offset + length, Math.max(length, MIN_WINDOW));
+    // Windows the size of the last two reads: a file's short tail read, in a stream of
+    // 1 MiB reads, does not make the next file's windows too short for its reads.
+    if (sequential) this.#fill(src, stream, offset + length, Math.min(MAX_WINDOW, Math.max(length, stream.before, MIN_WINDOW)));
+    stream.before = length;
     return hit ? { window: head, whole } : undefined;
   }
 

@@ -9,13 +9,18 @@
  * @module
  */
 
-/** Reads smaller than this take new buffers: they cost little, and their sizes vary most. */
-const MIN_SIZE = 64 * 1024;
+/** Buffers smaller than this are not kept: they cost little. */
+export const MIN_SIZE = 64 * 1024;
 /** Buffers kept of one size at most. */
 const PER_SIZE = 16;
 
-/** Idle buffers by exact size, bounded in bytes. */
+/**
+ * Idle buffers by exact size, bounded in bytes. When full, the sizes given back least
+ * recently give way, so that a run of odd sizes (the tails of files) does not keep out
+ * the sizes a streaming reader uses over and over.
+ */
 export class ReadBuffers {
+  /** Buffers by size; the map's order is the order sizes were last given back in. */
   readonly #free = new Map<number, ArrayBuffer[]>();
   #bytes = 0;
 
@@ -27,6 +32,18 @@ export class ReadBuffers {
     return this.#bytes;
   }
 
+  /**
+   * The size of buffer to use for a read of `length` bytes whose buffer is not handed
+   * to the reader: a power of two from 64 KiB to 1 MiB, so that reads of odd lengths
+   * share buffers (larger reads use their own length).
+   */
+  static sizeFor(length: number): number {
+    if (length > 1 << 20) return length;
+    let n = MIN_SIZE;
+    while (n < length) n *= 2;
+    return n;
+  }
+
   /** A buffer of exactly `size` bytes to reuse (its contents are stale), or undefined. */
   take(size: number): ArrayBuffer | undefined {
     const list = this.#free.get(size);
@@ -35,15 +52,24 @@ export class ReadBuffers {
     return buf;
   }
 
-  /** Gives back a buffer nothing refers to any more; kept if there is room. */
+  /** Gives back a buffer nothing refers to any more; kept, unless it is small or too big to keep. */
   give(buf: ArrayBuffer): void {
     const size = buf.byteLength;
-    if (size < MIN_SIZE || this.#bytes + size > this.maxBytes) return;
-    let list = this.#free.get(size);
-    if (!list) this.#free.set(size, list = []);
+    if (size < MIN_SIZE || size > this.maxBytes) return;
+    const list = this.#free.get(size) ?? [];
+    this.#free.delete(size);
+    this.#free.set(size, list); // now the most recent size
     if (list.length >= PER_SIZE) return;
     list.push(buf);
     this.#bytes += size;
+    for (const [s, l] of this.#free) {
+      if (this.#bytes <= this.maxBytes) break;
+      while (l.length && this.#bytes > this.maxBytes) {
+        l.pop();
+        this.#bytes -= s;
+      }
+      if (l.length === 0) this.#free.delete(s);
+    }
   }
 
   /** Drops every idle buffer. */

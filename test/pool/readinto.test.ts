@@ -6,6 +6,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
 import { Pool } from "../../src/pool/pool.ts";
+import { ReadBuffers } from "../../src/pool/readbuffers.ts";
 import { withTmp } from "../helpers/tmp.ts";
 
 const KiB = 1024;
@@ -180,5 +181,23 @@ describe("drain", () => {
         await again.close().catch(() => {});
       }
     });
+  });
+});
+
+describe("ReadBuffers", () => {
+  it("keeps the sizes given back most recently when full, so odd sizes do not crowd out a stream's", () => {
+    const rb = new ReadBuffers(4 * MiB);
+    for (let i = 0; i < 40; i++) rb.give(new ArrayBuffer(300_000 + i * 1000)); // tails of files
+    for (let i = 0; i < 3; i++) rb.give(new ArrayBuffer(MiB));
+    assert.ok(rb.bytes <= 4 * MiB, `${rb.bytes} bytes kept`);
+    for (let i = 0; i < 3; i++) assert.equal(rb.take(MiB)?.byteLength, MiB, `1 MiB buffer ${i}`);
+    assert.equal(rb.take(MiB), undefined);
+    rb.give(new ArrayBuffer(4 * KiB)); // too small to keep
+    assert.equal(rb.take(4 * KiB), undefined);
+    rb.give(new ArrayBuffer(0)); // a detached buffer reads as empty: ignored
+  });
+
+  it("rounds odd read lengths up to shared sizes", () => {
+    assert.deepEqual([1, 64 * KiB, 64 * KiB + 1, 300_000, MiB, MiB + 1].map(ReadBuffers.sizeFor), [64 * KiB, 64 * KiB, 128 * KiB, 512 * KiB, MiB, MiB + 1]);
   });
 });
