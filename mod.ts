@@ -31,6 +31,7 @@ export { hasCode, storeError } from "./src/common/errors.ts";
 export type { ErrorCode, StoreError } from "./src/common/errors.ts";
 export { formatBytes, formatIec, parseSize } from "./src/common/units.ts";
 export * from "./src/layers/mod.ts";
+export * from "./src/images/mod.ts";
 export type { LayerPath } from "./src/layers/path.ts";
 export type { Typed } from "./src/layers/stats.ts";
 /** Shapes the layer store's image and changeset methods take and return. */

@@ -1,5 +1,5 @@
 /**
- * Interchange benchmarks: layer tarballs in and out of a LayerStore, against GNU tar on
+ * Interchange benchmarks: layer tarballs in and out of a ImageStore, against GNU tar on
  * plain directories of the same disk (results as JSON lines, see bench/lib.ts;
  * `npm run bench -- --only interchange` runs both runtimes).
  *
@@ -41,7 +41,7 @@ import process from "node:process";
 import zlib from "node:zlib";
 import tarStream from "tar-stream";
 import { writeChunks } from "../src/interchange/hostio.ts";
-import { LayerStore } from "../src/layers/mod.ts";
+import { ImageStore } from "../src/images/mod.ts";
 import {
   emit, finish, GiB, KiB, median, MiB, mibps, note, patternBytes, prng, progress, quick, repoRoot, runtime, syncAll,
   timeMs, withScratchDir,
@@ -344,7 +344,7 @@ async function ociLayout(dir: string, layers: { tar: string; digest: string; siz
  * queue up) with a throwaway layer, removed again: a store that has done some I/O, as a
  * long-lived one has, without leaving anything in it.
  */
-async function warmStore(store: LayerStore): Promise<void> {
+async function warmStore(store: ImageStore): Promise<void> {
   await store.prepare("warm-up");
   const f = store.fs("warm-up");
   const bytes = patternBytes(256 * KiB, 3);
@@ -356,7 +356,7 @@ async function warmStore(store: LayerStore): Promise<void> {
 
 /** Imports `tarball` into a fresh store at `storeDir` (warmed up, not timed), timing apply + commit; then removes the store. */
 async function thinImport(storeDir: string, tarball: string): Promise<{ ms: number; data: number; meta: number; metaDu: number }> {
-  const store = await LayerStore.open(storeDir, { create: true, dataSize: STORE_DATA });
+  const store = await ImageStore.open(storeDir, { create: true, dataSize: STORE_DATA });
   let ms: number;
   let data: number;
   let meta: number;
@@ -473,7 +473,7 @@ async function importSection(): Promise<void> {
 
 async function diffSection(): Promise<void> {
   await withScratchDir(B, "diff", async (dir) => {
-    const store = await LayerStore.open(path.join(dir, "store"), { create: true, dataSize: STORE_DATA });
+    const store = await ImageStore.open(path.join(dir, "store"), { create: true, dataSize: STORE_DATA });
     try {
       const tops: Record<string, string> = {};
       for (const [name, bytes, seed] of [["big", BIG, 11], ["mid", MID, 12]] as const) {

@@ -1,7 +1,7 @@
 /**
  * `npm run fixtures`: makes fixtures/demo-image/, the OCI image layout that `npm start`
  * imports, with the project's own code. It builds the image fixtures/demo-image.json
- * describes in a temporary LayerStore (prepare, fs, commit per layer), records it with
+ * describes in a temporary ImageStore (prepare, fs, commit per layer), records it with
  * `createImage` and writes it with `exportImage`. Every time in the image (file mtimes,
  * the config's `created`) is the spec's `created`, so the same code gives the same
  * layout, byte for byte, under Node. (Deno's node:zlib deflates the layers into other,
@@ -19,7 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { MiB } from "../src/common/units.ts";
-import { LayerStore } from "../src/layers/mod.ts";
+import { ImageStore } from "../src/images/mod.ts";
 
 /** One layer of the spec: what it adds, changes or deletes over the one below. */
 interface SpecLayer {
@@ -55,7 +55,7 @@ function withAncestors(p: string): string[] {
 }
 
 /** Builds the layers of `spec` in `store`; returns the top layer's name. */
-async function build(store: LayerStore, spec: Spec): Promise<string> {
+async function build(store: ImageStore, spec: Spec): Promise<string> {
   const time = new Date(spec.created);
   if (Number.isNaN(time.getTime())) throw new Error(`${SPEC}: 'created' is not a date: ${spec.created}`);
   let parent: string | undefined;
@@ -115,7 +115,7 @@ export async function makeFixture(out = OUT, specPath = SPEC): Promise<string> {
   // Written beside `out` (one file system), then renamed over it.
   const next = `${out}.tmp-${randomBytes(4).toString("hex")}`;
   try {
-    const store = await LayerStore.open(path.join(work, "store"), { create: true, dataSize: 256 * MiB, baseSize: 64 * MiB });
+    const store = await ImageStore.open(path.join(work, "store"), { create: true, dataSize: 256 * MiB, baseSize: 64 * MiB });
     try {
       const top = await build(store, spec);
       await store.createImage(spec.name, top, {

@@ -2,6 +2,7 @@
 import { type Command, InvalidArgumentError } from "commander";
 import { storeError } from "../common/errors.ts";
 import { parseSize } from "../common/units.ts";
+import { MAX_DATA_BLOCKS } from "../pool/maintenance.ts";
 
 /** A commander parser for byte sizes. */
 export function sizeArg(value: string): number {
@@ -34,13 +35,6 @@ export function showSizeDefaults(cmd: Command): void {
     }
   }
 }
-
-/**
- * Most data blocks a pool may have. The pool keeps one 32-bit reference count per block in
- * memory (and a mapping stores a block number plus one in 32 bits), so 2^32 - 1 is its hard
- * limit; 2^31 keeps the counts to 8 GiB of memory and clear of it.
- */
-export const MAX_DATA_BLOCKS = 2 ** 31;
 
 /**
  * Checks a data size (`--data-size` of `syscall`, init or resize) against the most blocks

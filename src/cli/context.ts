@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
 import { formatBytes } from "../common/units.ts";
-import { LayerStore } from "../layers/mod.ts";
+import { ImageStore } from "../images/mod.ts";
 import { METADATA_DIR } from "../pool/pool.ts";
 import { ROOT_FILE } from "../pool/metastore.ts";
 import type { AutoextendEvent } from "../pool/types.ts";
@@ -30,11 +30,11 @@ export function noStore(root: string): Error {
 }
 
 /** Opens the store in `root` for a command; errors say what to do next. */
-export async function openStore(root: string, options: StoreUse = {}): Promise<LayerStore> {
+export async function openStore(root: string, options: StoreUse = {}): Promise<ImageStore> {
   if (!hasStore(root)) throw noStore(root);
-  let store: LayerStore;
+  let store: ImageStore;
   try {
-    store = await LayerStore.open(root, { resumeDeletions: !options.reportOnly });
+    store = await ImageStore.open(root, { resumeDeletions: !options.reportOnly });
   } catch (e) {
     const err = e as { message?: string; code?: string };
     const first = String(err.message ?? e).split("\n")[0];
@@ -63,7 +63,7 @@ export async function withExisting<T>(root: string, fn: () => Promise<T>): Promi
 }
 
 /** Opens the store (holding its lock), runs `fn`, and closes it (committing) whatever happens. */
-export async function withStore<T>(cmd: Command, fn: (store: LayerStore, root: string) => Promise<T>, options: StoreUse = {}): Promise<T> {
+export async function withStore<T>(cmd: Command, fn: (store: ImageStore, root: string) => Promise<T>, options: StoreUse = {}): Promise<T> {
   const root = rootOf(cmd);
   return await withExisting(root, async () => {
     const store = await openStore(root, options);
@@ -88,7 +88,7 @@ export interface StoreUse {
 }
 
 /** What the CLI says when the pool grew by itself (LVM's thin-pool autoextend). */
-export function autoextendLine(e: AutoextendEvent, store: LayerStore): string {
+export function autoextendLine(e: AutoextendEvent, store: ImageStore): string {
   const bs = store.pool.blockSize;
   const { autoextendThreshold, autoextendPercent } = store.pool.status().settings;
   return `data space passed ${autoextendThreshold}% (${e.usedBlocks} of ${e.fromBlocks} blocks used): ` +

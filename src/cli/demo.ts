@@ -10,7 +10,8 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { formatIec, GiB, KiB } from "../common/units.ts";
-import { type LayerInfo, LayerStore } from "../layers/mod.ts";
+import { ImageStore } from "../images/mod.ts";
+import type { LayerInfo } from "../layers/mod.ts";
 import { layerTree } from "./commands/layers.ts";
 import { infoFields } from "./info.ts";
 import { fields, table } from "./output.ts";
@@ -26,7 +27,7 @@ const short = (name: string) => (/^sha256:[0-9a-f]{64}$/.test(name) ? name.slice
 
 /** Runs the demo in `root`. */
 export async function demo(root: string): Promise<void> {
-  const store = await LayerStore.open(root, { create: true, dataSize: 4 * GiB, baseSize: GiB });
+  const store = await ImageStore.open(root, { create: true, dataSize: 4 * GiB, baseSize: GiB });
   try {
     say(`thinstack demo: store at ${root}\n`);
     if ((await store.images()).some((i) => i.name === IMAGE)) {

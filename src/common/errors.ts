@@ -10,7 +10,7 @@
 export type ErrorCode =
   | "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EROFS"
   | "ENOSPC" | "EBUSY" | "EINVAL" | "EIO" | "ELOOP" | "EXDEV" | "EPERM"
-  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK";
+  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG";
 
 const descriptions: Record<ErrorCode, [string, number]> = {
   ENOENT: ["no such file or directory", -2],
@@ -30,6 +30,7 @@ const descriptions: Record<ErrorCode, [string, number]> = {
   EBADF: ["bad file descriptor", -9],
   ENAMETOOLONG: ["name too long", -36],
   EMLINK: ["too many links", -31],
+  EFBIG: ["file too large", -27],
 };
 
 /** An Error with Node's fs error fields. */

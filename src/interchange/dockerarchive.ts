@@ -1,7 +1,8 @@
 /**
  * Reading `docker save` archives: the manifest.json format (Docker 1.10 and later,
  * including Docker 25's, whose layers live under `blobs/sha256/`) and the older format
- * with only `repositories` and a chain of `<id>/json` + `<id>/layer.tar`.
+ * with only `repositories` and a chain of `<id>/json` + `<id>/layer.tar`. The JSON files
+ * are read whole, each bounded by `METADATA_LIMIT` (limits.ts), the chain's together.
  *
  * @module
  */
@@ -9,6 +10,7 @@ import { storeError } from "../common/errors.ts";
 import { decompressed } from "./compression.ts";
 import { Hasher, sha256, type Digest } from "./digest.ts";
 import type { ImageFiles } from "./imagefiles.ts";
+import { MetadataBudget } from "./limits.ts";
 import { checkDiffIds, type ImageSource, type LayerBlob, readJson } from "./imagesource.ts";
 import type { ImageSelector } from "./ocilayout.ts";
 import { byteChunks } from "./source.ts";
@@ -89,9 +91,13 @@ async function readLegacyFormat(files: ImageFiles, sel: ImageSelector): Promise<
   }
   // Walk from the top layer down through `parent`.
   const chain: { id: string; json: V1Json }[] = [];
+  // Each layer's JSON is bounded on its own; a long chain of them is bounded together.
+  const budget = new MetadataBudget("the layer JSON files read so far");
   for (let id: string | undefined = ref.id; id; ) {
     if (!/^[a-f0-9]{64}$/.test(id) || chain.some((c) => c.id === id)) throw storeError("EINVAL", "import", where, `bad layer chain at '${id}'`);
-    const json: V1Json = (await readJson<V1Json>(files, `${id}/json`)).value;
+    const read = await readJson<V1Json>(files, `${id}/json`);
+    budget.spend(read.bytes.length, `${files.where}:${id}/json`);
+    const json: V1Json = read.value;
     chain.unshift({ id, json });
     id = json.parent;
   }

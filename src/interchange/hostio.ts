@@ -75,6 +75,27 @@ export class HostFile {
   }
 }
 
+/** An open file as both runtimes' `node:fs/promises` give it: only the call used here. */
+export interface Writable {
+  write(buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }>;
+}
+
+/**
+ * Writes `chunks` to the open file `fh` at its current position and returns the byte
+ * count; each chunk is given back (chunks.ts) once written, so pass only chunks nothing
+ * else still reads.
+ */
+export async function writeAll(fh: Writable, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<number> {
+  let bytes = 0;
+  for await (const chunk of chunks) {
+    let at = 0;
+    while (at < chunk.length) at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;
+    bytes += chunk.length;
+    giveChunk(chunk);
+  }
+  return bytes;
+}
+
 /**
  * Writes `chunks` to a new file at `path` (failing if it exists, unless `flag` says
  * otherwise) and returns the byte count. The next chunk is asked for while the last one

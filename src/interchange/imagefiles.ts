@@ -7,12 +7,13 @@
  * @module
  */
 import fs from "node:fs";
-import fsp from "node:fs/promises";
+import fsp, { type FileHandle } from "node:fs/promises";
 import os from "node:os";
 import nodePath from "node:path";
 import { hasCode, storeError } from "../common/errors.ts";
 import { sniffCompression } from "./compression.ts";
 import { writeChunks } from "./hostio.ts";
+import { METADATA_LIMIT, readBounded, tooBig } from "./limits.ts";
 import { cleanComponents } from "./names.ts";
 import type { ByteSource } from "./source.ts";
 import { readTar } from "./tarread.ts";
@@ -21,7 +22,10 @@ import { readTar } from "./tarread.ts";
 export interface ImageFiles {
   /** The path the image was opened from. */
   readonly where: string;
-  /** The whole contents of a (small) file, or undefined when there is none. */
+  /**
+   * The whole contents of a (small) file, or undefined when there is none. Over
+   * {@linkcode METADATA_LIMIT} it fails with EFBIG before reading anything.
+   */
   read(path: string): Promise<Uint8Array | undefined>;
   /** Whether the file exists. */
   has(path: string): Promise<boolean>;
@@ -45,11 +49,20 @@ class DirFiles implements ImageFiles {
   }
 
   async read(path: string): Promise<Uint8Array | undefined> {
+    const abs = this.#abs(path);
+    let fh: FileHandle;
     try {
-      return new Uint8Array(await fsp.readFile(this.#abs(path)));
+      fh = await fsp.open(abs, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK); // a FIFO would block an open without
     } catch (e) {
-      if (hasCode(e, "ENOENT") || hasCode(e, "EISDIR")) return undefined;
+      if (hasCode(e, "ENOENT")) return undefined;
       throw e;
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) return undefined;
+      return await readBounded(fh, st.size, "import", `${this.where}:${clean(path)}`, "this metadata file");
+    } finally {
+      await fh.close();
     }
   }
 
@@ -134,6 +147,7 @@ class TarFiles implements ImageFiles {
   async read(path: string): Promise<Uint8Array | undefined> {
     const m = this.#member(path);
     if (!m) return undefined;
+    if (m.size > METADATA_LIMIT) throw tooBig("import", `${this.where}:${clean(path)}`, "this metadata member", m.size);
     const out = new Uint8Array(m.size);
     const fh = await fsp.open(m.file, "r");
     try {

@@ -32,6 +32,7 @@ export { createImage, type CreateImageOptions, exportImage, type ExportOptions, 
 export { type ImageFiles, openImageFiles } from "./imagefiles.ts";
 export { readImage } from "./imageread.ts";
 export type { ImageSource, LayerBlob } from "./imagesource.ts";
+export { METADATA_LIMIT } from "./limits.ts";
 export { cleanComponents, OPAQUE_WHITEOUT, parseWhiteout, WHITEOUT_PREFIX, type Whiteout } from "./names.ts";
 export { DEFAULT_PLATFORM, type ImageSelector } from "./ocilayout.ts";
 export { type ExportInput, type ExportResult, writeOciLayout } from "./ociwrite.ts";

@@ -1,12 +1,14 @@
 /**
  * Reading an OCI image layout (image-spec image-layout.md): `oci-layout`, `index.json`,
  * then manifest, config and layers under `blobs/`, following nested indexes and picking
- * one manifest by name or platform.
+ * one manifest by name or platform. Every document is read whole, so each is bounded by
+ * `METADATA_LIMIT` (limits.ts), and nested indexes are bounded together.
  *
  * @module
  */
 import { storeError } from "../common/errors.ts";
 import type { ImageFiles } from "./imagefiles.ts";
+import { MetadataBudget } from "./limits.ts";
 import { blobPath, checkDiffIds, type ImageSource, readJson } from "./imagesource.ts";
 import { type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, MediaType, type Platform, REF_NAME } from "./spec.ts";
 
@@ -31,14 +33,21 @@ interface Candidate {
   name?: string;
 }
 
-async function manifestsOf(files: ImageFiles, index: ImageIndex, name: string | undefined, depth: number): Promise<Candidate[]> {
+/**
+ * The manifests `index` leads to. Nested indexes are read against `budget`: each is
+ * bounded on its own, and this bounds them together, so that an index naming the same
+ * large nested index many times cannot multiply what is held.
+ */
+async function manifestsOf(files: ImageFiles, index: ImageIndex, name: string | undefined, depth: number, budget: MetadataBudget): Promise<Candidate[]> {
   if (depth > MAX_DEPTH) throw storeError("EINVAL", "import", files.where, "image indexes nest too deeply");
   const out: Candidate[] = [];
   for (const desc of index.manifests ?? []) {
     const ref = depth === 0 ? desc.annotations?.[REF_NAME] : name;
     if (INDEX_TYPES.has(desc.mediaType)) {
-      const nested = await readJson<ImageIndex>(files, blobPath(desc.digest), desc);
-      out.push(...await manifestsOf(files, nested.value, ref, depth + 1));
+      const path = blobPath(desc.digest);
+      const nested = await readJson<ImageIndex>(files, path, desc);
+      budget.spend(nested.bytes.length, `${files.where}:${path}`);
+      out.push(...await manifestsOf(files, nested.value, ref, depth + 1, budget));
     } else {
       out.push({ desc, name: ref });
     }
@@ -98,7 +107,9 @@ export async function readOciLayout(files: ImageFiles, sel: ImageSelector = {}):
     throw storeError("EINVAL", "import", `${files.where}:oci-layout`, "not an OCI image layout (no imageLayoutVersion)");
   }
   const index = await readJson<ImageIndex>(files, "index.json");
-  const chosen = await choose(files, await manifestsOf(files, index.value, undefined, 0), sel);
+  const budget = new MetadataBudget("the image indexes read so far");
+  budget.spend(index.bytes.length, `${files.where}:index.json`);
+  const chosen = await choose(files, await manifestsOf(files, index.value, undefined, 0, budget), sel);
   const manifest = await readJson<ImageManifest>(files, blobPath(chosen.desc.digest), chosen.desc);
   const m = manifest.value;
   if (!m?.config?.digest || !Array.isArray(m.layers)) {

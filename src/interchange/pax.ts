@@ -8,6 +8,7 @@
 import { Buffer } from "node:buffer";
 import { storeError } from "../common/errors.ts";
 import type { Xattrs } from "./entry.ts";
+import { METADATA_LIMIT, tooBig } from "./limits.ts";
 
 /** Records of one extended header, by keyword, values as bytes. */
 export type PaxRecords = Map<string, Uint8Array>;
@@ -20,8 +21,13 @@ const LIBARCHIVE_XATTR = "LIBARCHIVE.xattr.";
 const text = new TextDecoder();
 const utf8 = new TextEncoder();
 
-/** Parses an extended header's data: records of the form `"<length> <key>=<value>\n"`. */
+/**
+ * Parses an extended header's data: records of the form `"<length> <key>=<value>\n"`.
+ * Data over `METADATA_LIMIT` is refused (EFBIG); the tar reader refuses such headers
+ * before it buffers them.
+ */
 export function parsePax(buf: Uint8Array, name = "pax header"): PaxRecords {
+  if (buf.length > METADATA_LIMIT) throw tooBig("untar", name, "this PAX header", buf.length);
   const out: PaxRecords = new Map();
   let at = 0;
   while (at < buf.length) {

@@ -8,7 +8,6 @@
  * @module
  */
 import { hasCode } from "../common/errors.ts";
-import { SCRATCH_LABEL } from "../layers/store.ts";
 import { type FsLike, fsTarget } from "./fstarget.ts";
 import type { LayerHost } from "./host.ts";
 import type { LayerTarget } from "./target.ts";
@@ -33,6 +32,12 @@ export interface StoreHostOptions {
   transaction?<T>(key: string, fn: (target: LayerTarget) => Promise<T>): Promise<T>;
   /** Records an opaque directory (see `LayerTarget.markOpaque`). */
   markOpaque?(key: string, dir: string): Promise<void>;
+  /**
+   * The labels that make an active layer one the store removes at its next open (see
+   * `LayerHost.prepare`'s `scratch`); without them a scratch layer is an ordinary one,
+   * and a crash leaves it for the caller to remove.
+   */
+  scratchLabels?: Record<string, string>;
 }
 
 /**
@@ -59,8 +64,9 @@ export function storeHost(store: SnapshotterLike, options: StoreHostOptions = {}
         throw e;
       }
     },
-    async prepare(key, parent, options) {
-      await store.prepare(key, parent, options?.scratch ? { labels: { [SCRATCH_LABEL]: "true" } } : undefined);
+    async prepare(key, parent, how) {
+      const scratch = how?.scratch ? options.scratchLabels : undefined;
+      await store.prepare(key, parent, scratch ? { labels: { ...scratch } } : undefined);
     },
     async commit(name, key) {
       await store.commit(name, key);

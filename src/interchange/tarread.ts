@@ -9,6 +9,7 @@ import tarStream from "tar-stream";
 import { hasCode, storeError } from "../common/errors.ts";
 import { type ByteTaps, decompressed } from "./compression.ts";
 import { type EntryType, PERM_MASK, type TarEntry } from "./entry.ts";
+import { METADATA_LIMIT, tooBig } from "./limits.ts";
 import { paxText, paxXattrs, parsePax, type PaxRecords } from "./pax.ts";
 import { feed, type WritableLike } from "./pump.ts";
 import { byteChunks, type ByteSource, describeSource } from "./source.ts";
@@ -42,9 +43,24 @@ interface RawHeader {
 /** The parts of tar-stream's Extract this module hooks into (see `hookExtract`). */
 interface ExtractInternals {
   _header: RawHeader | null;
+  _consumeHeader(this: ExtractInternals): boolean;
+  _continueWrite(this: ExtractInternals, err: Error | null): void;
   _applyLongHeaders(this: ExtractInternals): void;
   _decodeLongHeader(this: ExtractInternals, buf: Uint8Array): void;
 }
+
+/** What the hooks found wrong: an error to report instead of tar-stream's own. */
+interface HookState {
+  refused?: Error;
+}
+
+/** Headers whose data tar-stream buffers whole before the entry they describe. */
+const LONG_HEADERS: Record<string, string> = {
+  "pax-header": "this PAX extended header",
+  "pax-global-header": "this PAX global header",
+  "gnu-long-path": "this GNU long name",
+  "gnu-long-link-path": "this GNU long link name",
+};
 
 /** Types whose size field describes no data that follows (Go's `isHeaderOnlyType`). */
 const HEADER_ONLY = new Set(["link", "symlink", "character-device", "block-device", "directory", "fifo"]);
@@ -69,14 +85,38 @@ const TYPES: Record<string, EntryType> = {
  *   take the next blocks as their data and lose its place (gotar-hdr-only.tar).
  * - PAX records are kept as bytes, and global records apply to every later entry.
  *   tar-stream decodes values as UTF-8, which corrupts binary xattrs.
+ * - An extended header over {@linkcode METADATA_LIMIT}, or global headers adding up to
+ *   more, is refused as soon as its header block is read, before its data is buffered
+ *   (tar-stream buffers each whole, and global records are kept for the whole archive).
  */
-function hookExtract(ex: unknown, what: string): void {
+function hookExtract(ex: unknown, what: string): HookState {
   const self = ex as ExtractInternals;
+  const consume = self._consumeHeader;
   const applyLong = self._applyLongHeaders;
   const decodeLong = self._decodeLongHeader;
-  if (typeof applyLong !== "function" || typeof decodeLong !== "function") {
+  if (typeof consume !== "function" || typeof self._continueWrite !== "function" || typeof applyLong !== "function" || typeof decodeLong !== "function") {
     throw storeError("EIO", "untar", what, "the installed tar-stream lacks the parser hooks thinstack relies on; install tar-stream 3.x");
   }
+  const state: HookState = {};
+  let checked: RawHeader | null = null;
+  let globalBytes = 0;
+  self._consumeHeader = function () {
+    const ok = consume.call(this);
+    const h = this._header;
+    // Only a header block this call decoded: a locked or failed call leaves the last one.
+    if (!h || h === checked || h.type === null || !(h.type in LONG_HEADERS)) return ok;
+    checked = h;
+    const global = h.type === "pax-global-header";
+    if (global) globalBytes += h.size;
+    if ((global ? globalBytes : h.size) <= METADATA_LIMIT) return ok;
+    const name = `${what}: '${h.name}' at byte ${h.byteOffset - 512}`;
+    state.refused = global && h.size <= METADATA_LIMIT
+      ? tooBig("untar", name, "the global PAX headers up to this one", globalBytes)
+      : tooBig("untar", name, LONG_HEADERS[h.type], h.size);
+    // Over tar-stream's own cap it has failed the write already (`ok` false): the error is replaced in readTar.
+    if (ok) this._continueWrite(state.refused);
+    return false;
+  };
   let local: PaxRecords | undefined;
   let global: PaxRecords | undefined;
   self._decodeLongHeader = function (buf) {
@@ -88,10 +128,13 @@ function hookExtract(ex: unknown, what: string): void {
   self._applyLongHeaders = function () {
     applyLong.call(this);
     const h = this._header!;
-    if (global || local) h.records = new Map([...(global ?? []), ...(local ?? [])]);
+    // Entries share the global records unless they have their own to add.
+    if (local) h.records = global ? new Map([...global, ...local]) : local;
+    else if (global) h.records = global;
     local = undefined;
     if (h.type !== null && HEADER_ONLY.has(h.type)) h.size = 0;
   };
+  return state;
 }
 
 function paxNumber(records: PaxRecords | undefined, key: string): number | undefined {
@@ -136,8 +179,12 @@ function toEntry(h: RawHeader, body: AsyncIterable<Uint8Array>, what: string): T
   return entry;
 }
 
-/** tar-stream's errors are plain Errors: give them a code and say what was being read. */
-function tarError(e: unknown, what: string): unknown {
+/**
+ * tar-stream's errors are plain Errors: give them a code and say what was being read. A
+ * refusal by the hooks wins over whatever tar-stream made of the same header.
+ */
+function tarError(e: unknown, what: string, state: HookState): unknown {
+  if (state.refused) return state.refused;
   if (hasCode(e, "EINVAL") || (e as { code?: unknown })?.code !== undefined) return e;
   const msg = e instanceof Error ? e.message : String(e);
   return storeError("EINVAL", "untar", what, `malformed tar archive: ${msg}`);
@@ -159,7 +206,7 @@ export async function* readTar(source: ByteSource, options: ReadTarOptions = {})
   const what = options.name ?? describeSource(source);
   // V7 archives (no ustar magic) are valid tar; the header checksum still guards them.
   const ex = tarStream.extract({ allowUnknownFormat: true } as Parameters<typeof tarStream.extract>[0]);
-  hookExtract(ex, what);
+  const state = hookExtract(ex, what);
   const feeding = feed(decompressed(byteChunks(source), options.taps, what), ex as unknown as WritableLike);
   try {
     for await (const stream of ex) {
@@ -173,7 +220,7 @@ export async function* readTar(source: ByteSource, options: ReadTarOptions = {})
           try {
             r = await it.next();
           } catch (e) {
-            throw tarError(e, what);
+            throw tarError(e, what, state);
           }
           if (r.done) done = true;
           else yield r.value as Uint8Array;
@@ -183,7 +230,7 @@ export async function* readTar(source: ByteSource, options: ReadTarOptions = {})
       while (!done) if ((await it.next()).done) done = true;
     }
   } catch (e) {
-    throw tarError(e, what);
+    throw tarError(e, what, state);
   } finally {
     ex.destroy();
     await feeding;

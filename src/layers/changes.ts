@@ -17,7 +17,9 @@ import type { LayerStats } from "./stats.ts";
 
 /** One change, in the shape the interchange code reads (`Change` of src/interchange/view.ts). */
 export interface LayerChange {
+  /** The entry's path in the layer, from its root. */
   path: string;
+  /** Whether the layer added the entry, changed what the parent had there, or deleted it (a whiteout). */
   kind: "added" | "modified" | "deleted";
   /** A directory made anew where the parent had one: nothing of the parent's shows below it. */
   opaque?: boolean;

@@ -25,4 +25,6 @@ export type { CacheOptions } from "./cache.ts";
 export type { Ino } from "./inode.ts";
 export { INLINE_MAX, PAGE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "./inode.ts";
 /** The store's public shapes. */
+/** One change of a layer against its parent (`LayerStore.changes`). */
+export type { LayerChange } from "./changes.ts";
 export type { FsckReport, Labels, LayerInfo, LayerKind, LayerOptions, LayerStoreOptions, LayerUpdate, LayerUsage, RemoveOptions } from "./types.ts";

@@ -17,11 +17,14 @@ import { fileURLToPath } from "node:url";
 import zlib from "node:zlib";
 import { describe, test } from "node:test";
 import { tmpDir } from "../helpers/tmp.ts";
+import { tarOf } from "../interchange/helpers.ts";
 import { fails, mktar, parseTable, thinstack, ts, untar } from "./cli.ts";
 
 /** `../shared/images` beside the repository (THINSTACK_IMAGES overrides), as the interchange tests find it. */
 const IMAGES = process.env.THINSTACK_IMAGES ?? fileURLToPath(new URL("../../../shared/images/", import.meta.url));
 const needImages = existsSync(path.join(IMAGES, "MANIFEST.txt")) ? false : `the real images are absent: ${IMAGES} (CI places ../shared/images beside the repo)`;
+
+const needRoot = process.getuid?.() === 0 ? false : "needs root: device nodes and setuid files (CI runs as root)";
 
 const BUSYBOX_TOP = "sha256:0f8918d0fe4f272ce8acece89916a9ba0b240584d3c1dd1943f343f69b0d0ffb";
 
@@ -123,6 +126,40 @@ async function exportAndReimport(root: string, name: string, dir: string): Promi
 }
 
 describe("thinstack image commands", () => {
+  test("checkout of an image with a device node and a setuid shell: neither unless --devices and --keep-setid, each said on stderr", { skip: needRoot }, async () => {
+    await withDir(async (dir) => {
+      const root = path.join(dir, "store");
+      const r = { root };
+      await newStore(root);
+      const layer = path.join(dir, "evil.tar");
+      await fs.writeFile(layer, await tarOf([
+        { name: "dev/", mode: 0o755 },
+        { name: "dev/sda", type: "block", devmajor: 8, devminor: 0, mode: 0o660 },
+        { name: "bin/", mode: 0o755 },
+        { name: "bin/sh", data: "#!/bin/sh\n", mode: 0o4755 },
+      ]));
+      await ts(["prepare", "x"], r);
+      await ts(["apply", "x", layer], r);
+      await ts(["commit", "evil", "x"], r);
+
+      const plain = path.join(dir, "plain");
+      const run = await ts(["checkout", "evil", plain], r, /./);
+      assert.equal(run.stdout, `evil: 3 entries written to ${plain}\n`);
+      assert.equal(run.stderr,
+        "thinstack: /bin/sh: setuid bit not kept (mode 0755; keepSetid, --keep-setid keeps them)\n" +
+        "thinstack: /dev/sda: block device 8,0 not made (device nodes are made only when asked for: devices, --devices)\n");
+      assert.equal(existsSync(path.join(plain, "dev/sda")), false);
+      assert.equal((await fs.stat(path.join(plain, "bin/sh"))).mode & 0o7777, 0o755);
+
+      const full = path.join(dir, "full");
+      assert.equal((await ts(["checkout", "evil", full, "--devices", "--keep-setid"], r)).stdout, `evil: 4 entries written to ${full}\n`);
+      const sda = await fs.lstat(path.join(full, "dev/sda"));
+      assert.ok(sda.isBlockDevice());
+      assert.equal(sda.rdev, 0x800);
+      assert.equal((await fs.stat(path.join(full, "bin/sh"))).mode & 0o7777, 0o4755);
+    });
+  });
+
   test("an image built here: import, images, checkout, apply with a whiteout, diff, export both ways, re-import, rmi", async () => {
     await withDir(async (dir) => {
       const root = path.join(dir, "store");

@@ -12,7 +12,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import zlib from "node:zlib";
-import { LayerStore } from "../../src/layers/mod.ts";
+import { ImageStore } from "../../src/images/mod.ts";
 import { isDeno, runtimeCommand } from "../helpers/runtime.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 
@@ -116,7 +116,7 @@ test("fixtures/demo-image is what scripts/make-fixtures.ts makes, byte for byte,
 
 test("importing fixtures/demo-image gives the spec's layers and files; exporting them again gives the same image", async () => {
   const dir = await tmpDir("thinstack-fixtures-");
-  const store = await LayerStore.open(path.join(dir, "store"), { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+  const store = await ImageStore.open(path.join(dir, "store"), { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
   try {
     const { name, layers } = await store.importImage(FIXTURE, { name: NAME });
     assert.equal(name, NAME);

@@ -16,7 +16,7 @@ import { spawnSync } from "node:child_process";
 import fsp from "node:fs/promises";
 import process from "node:process";
 import { test } from "node:test";
-import { LayerStore } from "../../src/layers/mod.ts";
+import { ImageStore } from "../../src/images/mod.ts";
 import { withTmp } from "../helpers/tmp.ts";
 import { describeView, hostView, image, needImages } from "./helpers.ts";
 
@@ -37,15 +37,15 @@ async function umociTree(layoutAndTag: string, dir: string): Promise<string[]> {
   return await describeView(hostView(`${dir}/bundle/rootfs`), { mtime: true });
 }
 
-/** thinstack's view: checkout of the image's top layer. */
-async function ourTree(store: LayerStore, top: string, dir: string): Promise<string[]> {
-  await store.checkout(top, `${dir}/checkout`);
+/** thinstack's view: checkout of the image's top layer, with devices and setuid bits as umoci makes them. */
+async function ourTree(store: ImageStore, top: string, dir: string): Promise<string[]> {
+  await store.checkout(top, `${dir}/checkout`, { devices: true, keepSetid: true });
   return await describeView(hostView(`${dir}/checkout`), { mtime: true });
 }
 
 /** A store in `dir/store` for `fn`, closed after. */
-async function withStore<T>(dir: string, fn: (s: LayerStore) => Promise<T>): Promise<T> {
-  const s = await LayerStore.open(`${dir}/store`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+async function withStore<T>(dir: string, fn: (s: ImageStore) => Promise<T>): Promise<T> {
+  const s = await ImageStore.open(`${dir}/store`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
   try {
     return await fn(s);
   } finally {

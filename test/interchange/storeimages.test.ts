@@ -8,7 +8,7 @@ import fsp from "node:fs/promises";
 import { test } from "node:test";
 import { applyTar } from "../../src/interchange/apply.ts";
 import { importImage } from "../../src/interchange/images.ts";
-import { LayerStore } from "../../src/layers/mod.ts";
+import { ImageStore } from "../../src/images/mod.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 import { collect, describeView, hostView, image, needImages } from "./helpers.ts";
 import { MemStore } from "./memlayers.ts";
@@ -22,7 +22,7 @@ const IMAGES = [
 for (const file of IMAGES) {
   test(`${file}: import, checkout, diff and export through the store`, { skip: needImages }, async () => {
     const dir = await tmpDir("thinstack-storeimages-");
-    const store = await LayerStore.open(`${dir}/store`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
+    const store = await ImageStore.open(`${dir}/store`, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
     try {
       const mem = new MemStore();
       const want = await importImage(mem, mem, image(file));

@@ -11,16 +11,17 @@ import { changeset } from "../../src/interchange/changeset.ts";
 import { fsTarget } from "../../src/interchange/fstarget.ts";
 import { walkChanges } from "../../src/interchange/walkdiff.ts";
 import { hasCode } from "../../src/common/errors.ts";
-import { LayerStore, SCRATCH_LABEL } from "../../src/layers/mod.ts";
+import { ImageStore } from "../../src/images/mod.ts";
+import { SCRATCH_LABEL } from "../../src/layers/mod.ts";
 import { spawnScript } from "../helpers/runtime.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 import { collect, describeView, tarOf } from "./helpers.ts";
 
 const MiB = 2 ** 20;
 
-async function withStore(fn: (store: LayerStore, dir: string) => Promise<void>): Promise<void> {
+async function withStore(fn: (store: ImageStore, dir: string) => Promise<void>): Promise<void> {
   const dir = await tmpDir("thinstack-storemethods-");
-  const store = await LayerStore.open(dir, { create: true, dataSize: 256 * MiB, baseSize: 64 * MiB });
+  const store = await ImageStore.open(dir, { create: true, dataSize: 256 * MiB, baseSize: 64 * MiB });
   try {
     await fn(store, dir);
   } finally {
@@ -30,7 +31,7 @@ async function withStore(fn: (store: LayerStore, dir: string) => Promise<void>):
 }
 
 /** A base layer `base` with a few entries of each kind. */
-async function base(store: LayerStore): Promise<void> {
+async function base(store: ImageStore): Promise<void> {
   await store.prepare("base-x");
   await store.apply("base-x", await tarOf([
     { name: "etc/", mode: 0o755 },
@@ -49,7 +50,7 @@ async function base(store: LayerStore): Promise<void> {
   await store.commit("base", "base-x");
 }
 
-const names = async (store: LayerStore) => (await store.list()).map((l) => l.name).sort();
+const names = async (store: ImageStore) => (await store.list()).map((l) => l.name).sort();
 
 describe("store.apply", () => {
   it("applies a tarball to an active layer, and the result commits and reopens", async () => {
@@ -63,7 +64,7 @@ describe("store.apply", () => {
       await assert.rejects(fs.stat("/etc/hosts"), (e) => hasCode(e, "ENOENT"));
       assert.deepEqual(await names(store), ["base", "ctr"]);
       await store.close();
-      const again = await LayerStore.open(dir);
+      const again = await ImageStore.open(dir);
       try {
         assert.equal(await again.fs("ctr").readFile("/etc/motd", "utf8"), "hi\n");
         assert.equal(await again.fs("base").readFile("/etc/hosts", "utf8"), "127.0.0.1 localhost\n");
@@ -152,14 +153,14 @@ describe("store edges", () => {
   it("an active layer labelled as scratch (an import cut short by a crash) is gone at the next open; the label never reaches a committed layer", async () => {
     const dir = await tmpDir("thinstack-storemethods-");
     try {
-      const store = await LayerStore.open(dir, { create: true, dataSize: 64 * MiB, baseSize: 16 * MiB });
+      const store = await ImageStore.open(dir, { create: true, dataSize: 64 * MiB, baseSize: 16 * MiB });
       await store.prepare("import-1", undefined, { labels: { [SCRATCH_LABEL]: "true" } });
       await store.fs("import-1").writeFile("/x", "x");
       await store.prepare("import-2", undefined, { labels: { [SCRATCH_LABEL]: "true", keep: "yes" } });
       await store.commit("done", "import-2");
       assert.deepEqual((await store.stat("done")).labels, { keep: "yes" });
       await store.close();
-      const again = await LayerStore.open(dir);
+      const again = await ImageStore.open(dir);
       try {
         assert.deepEqual((await again.list()).map((l) => l.name), ["done"]);
         assert.equal(again.pool.status().dataBlocks.used, 0);
@@ -243,13 +244,13 @@ describe("images in the store", () => {
         assert.equal((await store.list()).length, before);
 
         await store.close();
-        const again = await LayerStore.open(dir);
+        const again = await ImageStore.open(dir);
         try {
           assert.deepEqual((await again.images()).map((i) => i.name), ["demo", "demo2"]);
           const docker = `${out}.tar`;
           await again.exportImage("demo", docker, { format: "docker" });
           const other = await tmpDir("thinstack-storemethods-b-");
-          const second = await LayerStore.open(other, { create: true, dataSize: 256 * MiB, baseSize: 64 * MiB });
+          const second = await ImageStore.open(other, { create: true, dataSize: 256 * MiB, baseSize: 64 * MiB });
           try {
             const back = await second.importImage(docker);
             assert.deepEqual(back.layers, imported.layers, "ChainIDs survive export and re-import");
@@ -284,7 +285,7 @@ describe("interrupted transactions", () => {
       const code = await new Promise<number | null>((r) => child.on("exit", (c, sig) => r(sig ? -1 : c)));
       assert.equal(code, -1, `the child was to be killed mid-transaction; it printed: ${stdout}`);
       assert.match(stdout, /in transaction/);
-      const store = await LayerStore.open(dir);
+      const store = await ImageStore.open(dir);
       try {
         assert.deepEqual(await names(store), ["ctr"]);
         assert.equal(await store.fs("ctr").readFile("/before", "utf8"), "kept");

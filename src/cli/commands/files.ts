@@ -1,6 +1,8 @@
 /**
  * Files between a layer and the host: `cp` (docker cp style: `KEY:/path` on one side, a
  * host path or `-` for a tar stream on the other, files and trees both ways) and `cat`.
+ * Copies to the host go through the HostWriter that checkout uses, so nothing already in
+ * the destination is written through.
  *
  * @module
  */
@@ -10,36 +12,38 @@ import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import tar from "tar-stream";
 import { storeError } from "../../common/errors.ts";
+import { fsTarget } from "../../interchange/fstarget.ts";
+import { HostWriter } from "../../interchange/hostwrite.ts";
 import { writable, type WritableLike } from "../../interchange/pump.ts";
 import type { LayerFs } from "../../layers/mod.ts";
 import { layerPath } from "../args.ts";
-import { withStore } from "../context.ts";
+import { note, withStore } from "../context.ts";
 import { type Progress, progress } from "../progress.ts";
 import { isStdoutClosed, pipeOut } from "../stdout.ts";
 
 const CHUNK = 1024 * 1024;
 
-/** Either side of a copy: the host's fs or a layer's, with the calls a copy needs. */
-interface Side {
+/** The side a copy reads from: the host's fs or a layer's. */
+interface Reader {
   lstat(p: string): Promise<{ isDirectory(): boolean; isFile(): boolean; isSymbolicLink(): boolean; mode: number; size: number; mtimeMs: number; atimeMs: number }>;
   readdir(p: string): Promise<string[]>;
   readlink(p: string): Promise<string>;
+  readChunks(p: string): AsyncIterable<Uint8Array>;
+}
+
+/** A layer, which a copy also writes to (the host is written by the HostWriter). */
+interface Side extends Reader {
   mkdir(p: string, opts: { recursive?: boolean; mode?: number }): Promise<unknown>;
   symlink(target: string, p: string): Promise<void>;
   chmod(p: string, mode: number): Promise<void>;
   utimes(p: string, atime: number | Date, mtime: number | Date): Promise<void>;
-  readChunks(p: string): AsyncIterable<Uint8Array>;
   writeChunks(p: string, mode: number, chunks: AsyncIterable<Uint8Array>): Promise<void>;
 }
 
-const host: Side = {
+const host: Reader = {
   lstat: (p) => fs.lstat(p),
   readdir: (p) => fs.readdir(p),
   readlink: (p) => fs.readlink(p),
-  mkdir: (p, o) => fs.mkdir(p, o),
-  symlink: (t, p) => fs.symlink(t, p),
-  chmod: (p, m) => fs.chmod(p, m),
-  utimes: (p, a, m) => fs.utimes(p, a, m),
   async *readChunks(p) {
     const fh = await fs.open(p, "r");
     try {
@@ -50,14 +54,6 @@ const host: Side = {
         yield buf.slice(0, bytesRead);
         pos += bytesRead;
       }
-    } finally {
-      await fh.close();
-    }
-  },
-  async writeChunks(p, mode, chunks) {
-    const fh = await fs.open(p, "w", mode & 0o7777);
-    try {
-      for await (const c of chunks) await fh.write(c);
     } finally {
       await fh.close();
     }
@@ -103,8 +99,8 @@ function layerSide(lfs: LayerFs): Side {
 }
 
 
-/** Copies a file, symlink or tree from one side to the other. */
-async function copyTree(from: Side, src: string, to: Side, dst: string, bar: Progress): Promise<void> {
+/** Copies a file, symlink or tree from the host into a layer. */
+async function copyTree(from: Reader, src: string, to: Side, dst: string, bar: Progress): Promise<void> {
   const st = await from.lstat(src);
   if (st.isSymbolicLink()) {
     await to.symlink(await from.readlink(src), dst);
@@ -129,7 +125,22 @@ async function copyTree(from: Side, src: string, to: Side, dst: string, bar: Pro
   await to.utimes(dst, st.atimeMs / 1000, st.mtimeMs / 1000);
 }
 
-async function treeSize(side: Side, p: string): Promise<number> {
+/**
+ * Copies `src` of a layer (a file, symlink or tree) to host path `dst`, as checkout
+ * writes (the HostWriter): every entry is made anew and nothing is followed that the
+ * copy did not make. A non-directory in the way (a symlink to anywhere included) is
+ * replaced, a real directory is written into, and anything else where a directory goes
+ * is refused (ENOTDIR). Device nodes are not made and setuid/setgid bits are dropped
+ * unless `keepSetid`; what was left out is returned, one line each.
+ */
+async function copyOut(lfs: LayerFs, src: string, dst: string, keepSetid: boolean, bar: Progress): Promise<string[]> {
+  const w = new HostWriter(fsTarget(lfs), { op: "cp", owners: false, devices: false, keepSetid, replace: true, onData: (n) => bar.advance(n) });
+  await w.write(src, dst);
+  await w.finish();
+  return w.report.skipped;
+}
+
+async function treeSize(side: Reader, p: string): Promise<number> {
   const st = await side.lstat(p);
   if (st.isFile()) return st.size;
   if (!st.isDirectory()) return 0;
@@ -142,14 +153,16 @@ async function treeSize(side: Side, p: string): Promise<number> {
  * docker cp's destination rule: into an existing directory, under the source's name. A
  * destination ending in `/` names a directory: it must be one (ENOTDIR) and, unless the
  * source is a directory (made there), exist (ENOENT), where without the `/` a file of that
- * name would be made. `shown` is the destination as the user gave it, for the error.
+ * name would be made. `stat` is how the destination is looked at: on the host it follows
+ * symlinks (the directory the user names may be reached through one; what the copy
+ * writes below it never is). `shown` is the destination as the user gave it, for the error.
  */
-async function target(to: Side, dst: string, src: string, srcIsDir: boolean, shown: string): Promise<string> {
+async function target(stat: (p: string) => Promise<{ isDirectory(): boolean }>, dst: string, src: string, srcIsDir: boolean, shown: string): Promise<string> {
   const dirOnly = dst.length > 1 && dst.endsWith("/");
   const notDir = () => storeError("ENOTDIR", "cp", shown, "a destination ending in '/' names a directory, and this is not one");
-  let st: Awaited<ReturnType<Side["lstat"]>> | undefined;
+  let st: { isDirectory(): boolean } | undefined;
   try {
-    st = await to.lstat(dst);
+    st = await stat(dst);
   } catch (e) {
     if (dirOnly && (e as { code?: string }).code === "ENOTDIR") throw notDir();
   }
@@ -158,7 +171,7 @@ async function target(to: Side, dst: string, src: string, srcIsDir: boolean, sho
   if (dirOnly && !srcIsDir) {
     throw storeError("ENOENT", "cp", shown, "a destination ending in '/' names a directory, which must exist (as with docker cp)");
   }
-  return dst;
+  return dst.length > 1 ? dst.replace(/\/+$/, "") : dst;
 }
 
 /**
@@ -253,7 +266,8 @@ export function fileCommands(cmd: Command): void {
   cmd.command("cp")
     .description("copy files or trees between a layer and the host: KEY:/path and a host path (or - for a tar stream)")
     .argument("<src>").argument("<dst>")
-    .action((src: string, dst: string, _o, c: Command) =>
+    .option("--keep-setid", "to the host: keep setuid and setgid bits of files (dropped by default)")
+    .action((src: string, dst: string, o: { keepSetid?: boolean }, c: Command) =>
       withStore(c, async (store) => {
         const s = layerPath(src);
         const d = layerPath(dst);
@@ -261,15 +275,20 @@ export function fileCommands(cmd: Command): void {
           throw Object.assign(new Error(`exactly one side of cp must be KEY:/path, got '${src}' and '${dst}'`), { code: "EINVAL" });
         }
         if (s) {
-          const from = layerSide(store.fs(s.key));
-          if (dst === "-") return await packTree(store.fs(s.key), s.path);
-          const bar = progress("cp", await treeSize(from, s.path));
+          const lfs = store.fs(s.key);
+          if (dst === "-") return await packTree(lfs, s.path);
+          const from = layerSide(lfs);
+          const srcPath = path.posix.resolve("/", s.path);
+          const bar = progress("cp", await treeSize(from, srcPath));
+          let skipped: string[];
           try {
-            const isDir = (await from.lstat(s.path)).isDirectory();
-            await copyTree(from, s.path, host, await target(host, dst, s.path, isDir, dst), bar);
+            const isDir = (await from.lstat(srcPath)).isDirectory();
+            skipped = await copyOut(lfs, srcPath, await target((p) => fs.stat(p), dst, srcPath, isDir, dst), o.keepSetid ?? false, bar);
           } finally {
             bar.stop();
           }
+          // What was not made (devices, setuid bits, xattrs): news, not output.
+          for (const line of skipped) note(line);
         } else {
           const to = layerSide(store.fs(d!.key));
           if (src === "-") {
@@ -279,7 +298,7 @@ export function fileCommands(cmd: Command): void {
           const bar = progress("cp", await treeSize(host, src));
           try {
             const isDir = (await host.lstat(src)).isDirectory();
-            await copyTree(host, path.resolve(src), to, await target(to, d!.path, src, isDir, dst), bar);
+            await copyTree(host, path.resolve(src), to, await target((p) => to.lstat(p), d!.path, src, isDir, dst), bar);
           } finally {
             bar.stop();
           }

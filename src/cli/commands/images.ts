@@ -132,10 +132,13 @@ export function imageCommands(cmd: Command): void {
   cmd.command("checkout")
     .description("write a layer's merged tree to a new or empty host directory (a rootfs)")
     .argument("<key>").argument("<dir>")
-    .action((key: string, dir: string, _o, c: Command) =>
+    .option("--devices", "make the block and character device nodes the layer holds (as root)")
+    .option("--keep-setid", "keep setuid and setgid bits of files (dropped by default)")
+    .action((key: string, dir: string, o: { devices?: boolean; keepSetid?: boolean }, c: Command) =>
       withStore(c, async (store) => {
-        const r = await withProgress("checkout", 0, (bar) => store.checkout(key, dir, { onProgress: progressHook(bar) }));
-        // What this host could not make (devices without root, xattrs): news, not output.
+        const r = await withProgress("checkout", 0, (bar) =>
+          store.checkout(key, dir, { devices: o.devices ?? false, keepSetid: o.keepSetid ?? false, onProgress: progressHook(bar) }));
+        // What was not made (devices, setuid bits, xattrs): news, not output.
         for (const line of r.skipped) note(line);
         out(`${key}: ${count(r.entries, "entry", "entries")} written to ${dir}\n`);
       }));
