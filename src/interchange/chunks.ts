@@ -46,3 +46,12 @@ export function giveChunk(chunk: Uint8Array): void {
   lent.delete(buf);
   if (spare.length < SPARE) spare.push(buf);
 }
+
+/**
+ * Counts `buffer` as handed out, so {@linkcode giveChunk} takes it back: for a chunk's
+ * buffer that went to a worker thread and came back (a transfer makes a new
+ * `ArrayBuffer` object on return). Buffers of another size are left alone.
+ */
+export function adoptChunk(buffer: ArrayBuffer): void {
+  if (buffer.byteLength === CHUNK_SIZE) lent.add(buffer);
+}

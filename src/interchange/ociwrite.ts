@@ -4,10 +4,9 @@
  * under a temporary name and renamed once their digest is known.
  *
  * Gzip is what an export waits for (a diff runs ten times faster than deflate at level
- * 6), so several layers are compressed at once: node:zlib deflates on the thread pool
- * under Node (under Deno 2.9 it runs on the calling thread, so there it gains nothing).
- * Each compressor gets room to run ahead of the file writes and behind the diff, so it
- * does not stop for either.
+ * 6), so it runs off the main thread (gzip.ts) and several layers are compressed at
+ * once, each with room to run ahead of the file writes and behind the diff, so it does
+ * not stop for either.
  *
  * @module
  */
@@ -15,11 +14,10 @@ import { randomBytes } from "node:crypto";
 import fsp from "node:fs/promises";
 import os from "node:os";
 import nodePath from "node:path";
-import zlib from "node:zlib";
 import { hasCode } from "../common/errors.ts";
 import { Hasher, type Digest } from "./digest.ts";
+import { gzip as gzipped } from "./gzip.ts";
 import { writeChunks } from "./hostio.ts";
-import { pump } from "./pump.ts";
 import { type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, MediaType, REF_NAME } from "./spec.ts";
 import { tap } from "./tap.ts";
 
@@ -49,14 +47,6 @@ export interface ExportResult {
 async function exists(path: string): Promise<boolean> {
   return await fsp.stat(path).then(() => true, (e) => (hasCode(e, "ENOENT") ? false : Promise.reject(e)));
 }
-
-/**
- * Deflate settings. Level 6 and Node's fixed gzip header (mtime 0): the same tar gives
- * the same blob. Neither the output chunk size nor the buffering changes the bytes: 256 KiB
- * output chunks cut the thread-pool round trips (one per chunk) sixteenfold, and the
- * buffers let deflate go on while its output is written and its next input is made.
- */
-const GZIP = { level: 6, chunkSize: 256 * 1024, readableHighWaterMark: 4 * 1024 * 1024, writableHighWaterMark: 2 * 1024 * 1024 };
 
 /** Layers compressed at once, at most. */
 const PARALLEL = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
@@ -125,7 +115,7 @@ export async function writeOciLayout(dir: string, image: ExportInput, options: {
   const layers: ExportResult["layers"] = await mapLimited(image.layers, gzip ? PARALLEL : 1, async (make) => {
     const diff = new Hasher();
     const plain = tap(make(), (c) => diff.update(c));
-    const blob = await writeBlob(dir, gzip ? pump(plain, zlib.createGzip(GZIP)) : plain);
+    const blob = await writeBlob(dir, gzip ? gzipped(plain) : plain);
     return { ...blob, diffId: diff.digest() };
   });
   const config = await writeJsonBlob(dir, withDiffIds(image.config, layers.map((l) => l.diffId)), MediaType.ociConfig);
