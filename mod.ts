@@ -22,8 +22,12 @@
 export { DATA_FILE, METADATA_DIR, Pool } from "./src/pool/pool.ts";
 export type { TrimResult } from "./src/pool/pool.ts";
 export type { PunchMethod } from "./src/pool/punch.ts";
+export type { DiscardMethod } from "./src/pool/discard.ts";
+export type { DeltaKind, DeltaOptions, DeltaRange } from "./src/pool/delta.ts";
+export { EVENT_LOG, EVENT_LOG_LIMIT, readEventLog } from "./src/pool/events.ts";
+export type { LoggedEvent, PoolEventMap, PoolEventName, ReadEventLogOptions } from "./src/pool/events.ts";
 export type {
-  AutoextendEvent, BlockNo, CommitParticipant, DeviceId, DeviceInfo, DeviceUsage, MetadataTransaction, PoolCreateOptions,
+  AutoextendEvent, BlockNo, CommitParticipant, DeferredDeleteError, DeviceId, DeviceInfo, DeviceUsage, LowWaterEvent, MetadataTransaction, PoolCreateOptions,
   PoolOpenOptions, PoolSettings, PoolStatus, ThinDevice, VBlock,
 } from "./src/pool/types.ts";
 export { MAX_BLOCK_SIZE, MAX_DEVICE_ID, MIN_BLOCK_SIZE } from "./src/pool/types.ts";
@@ -32,6 +36,8 @@ export type { ErrorCode, StoreError } from "./src/common/errors.ts";
 export { formatBytes, formatIec, parseSize } from "./src/common/units.ts";
 export * from "./src/layers/mod.ts";
 export * from "./src/images/mod.ts";
+/** Mounting layers over FUSE: `store.mount()`, a served root of many layers, a daemon's mounter. */
+export * from "./src/mount/mod.ts";
 export type { LayerPath } from "./src/layers/path.ts";
 export type { Typed } from "./src/layers/stats.ts";
 /** Shapes the layer store's image and changeset methods take and return. */

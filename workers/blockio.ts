@@ -10,6 +10,7 @@ import { move, workerData } from "piscina";
 import { LRUCache } from "lru-cache";
 import type { IoResult, IoTask } from "../src/pool/iotask.ts";
 import { punchHolesSync } from "../src/pool/punch.ts";
+import { discardSync } from "../src/pool/discard.ts";
 
 const arena = Buffer.from(workerData.arena as SharedArrayBuffer);
 const CHUNK = 1024 * 1024;
@@ -97,6 +98,9 @@ export default function run(task: IoTask): IoResult | ReturnType<typeof move> {
           break;
         case "punch":
           punchHolesSync(task.file, [{ offset: op.pos, length: op.len }]);
+          break;
+        case "discard":
+          discardSync(task.file, [{ offset: op.pos, length: op.len }]);
           break;
       }
     }

@@ -6,7 +6,7 @@ import { formatBytes } from "../common/units.ts";
 import { ImageStore } from "../images/mod.ts";
 import { METADATA_DIR } from "../pool/pool.ts";
 import { ROOT_FILE } from "../pool/metastore.ts";
-import type { AutoextendEvent } from "../pool/types.ts";
+import type { AutoextendEvent, DeferredDeleteError, LowWaterEvent } from "../pool/types.ts";
 import { withLock } from "../common/pidlock.ts";
 import { printOut } from "./stdout.ts";
 
@@ -47,7 +47,19 @@ export async function openStore(root: string, options: StoreUse = {}): Promise<I
     );
   }
   store.pool.onAutoextend = (event) => note(autoextendLine(event, store));
+  store.pool.onDeferredDeleteError = (e) => note(`warning: ${deleteErrorLine(e)}`);
+  // Logged by the pool in any case (`thinstack events`); said on a terminal too, where a
+  // person reads it, not in the output a script reads.
+  if (process.stderr.isTTY) store.pool.on("lowWater", (event) => note(lowWaterLine(event)));
   return store;
+}
+
+/** What the CLI says when free space crossed its low water mark. */
+export function lowWaterLine(e: LowWaterEvent): string {
+  const amount = e.unit === "blocks" ? `${e.free} of ${e.total} blocks` : `${formatBytes(e.free)} of ${formatBytes(e.total)}`;
+  return e.crossed === "below"
+    ? `free ${e.space} space is under its low water mark of ${e.markPercent}%: ${amount} free (${e.freePercent}%); remove layers, trim, or grow the pool`
+    : `free ${e.space} space is back over its low water mark of ${e.markPercent}%: ${amount} free (${e.freePercent}%)`;
 }
 
 /**
@@ -93,6 +105,11 @@ export function autoextendLine(e: AutoextendEvent, store: ImageStore): string {
   const { autoextendThreshold, autoextendPercent } = store.pool.status().settings;
   return `data space passed ${autoextendThreshold}% (${e.usedBlocks} of ${e.fromBlocks} blocks used): ` +
     `grew the data file from ${formatBytes(e.fromBlocks * bs)} to ${formatBytes(e.toBlocks * bs)} (thin_pool_autoextend_percent ${autoextendPercent})`;
+}
+
+/** A failed deferred deletion, in one line. */
+export function deleteErrorLine(e: DeferredDeleteError): string {
+  return `the deferred deletion of device ${e.device} failed (${e.time}): ${e.message.split("\n")[0]}; it stays pending and is retried when the store is next opened`;
 }
 
 /** Writes to stdout (nothing once its reader has gone away: see stdout.ts). */

@@ -53,7 +53,8 @@ export function infoFields(pool: Pool, root: string, baseSize: number): [string,
   const dataTotal = s.dataBlocks.total * bs;
   const dataUsed = s.dataBlocks.used * bs;
   // A sparse file cannot outgrow its disk: never claim more than the host has free.
-  const available = Math.max(0, Math.min(dataTotal - dataUsed, hostFree(pool.dir)));
+  // (A data device's space is its own: the host's file system does not bound it.)
+  const available = Math.max(0, pool.dataDevice !== undefined ? dataTotal - dataUsed : Math.min(dataTotal - dataUsed, hostFree(pool.dir)));
   const metaAvailable = Math.max(0, Math.min(s.metadataBytes.total - s.metadataBytes.used, hostFree(pool.dir)));
   return [
     ["Pool Name", poolName(root)],
@@ -72,6 +73,8 @@ export function infoFields(pool: Pool, root: string, baseSize: number): [string,
     ["Deferred Removal Enabled", "true"],
     ["Deferred Deletion Enabled", "true"],
     ["Deferred Deleted Device Count", String(s.deferredDeletes)],
+    // Not a docker field: shown only when a deferred deletion failed.
+    ...s.deferredDeleteErrors.map((e): [string, string] => ["Deferred Delete Error", `device ${e.device} (${e.time}): ${e.message.split("\n")[0]}`]),
     ["Library Version", `thinstack ${VERSION}`],
   ];
 }

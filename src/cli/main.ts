@@ -16,6 +16,8 @@ import { storeCommands } from "./commands/store.ts";
 import { layerCommands } from "./commands/layers.ts";
 import { fileCommands } from "./commands/files.ts";
 import { imageCommands } from "./commands/images.ts";
+import { mountCommands } from "./commands/mount.ts";
+import { poolCommands } from "./commands/pool.ts";
 import { showSizeDefaults } from "./args.ts";
 import { VERSION } from "./info.ts";
 import { errorLine, Exit } from "./output.ts";
@@ -30,9 +32,11 @@ export function program(): Command {
     // Before the subcommands are added, so they inherit it: usage errors become exit code 2.
     .exitOverride();
   storeCommands(cmd);
+  poolCommands(cmd);
   layerCommands(cmd);
   fileCommands(cmd);
   imageCommands(cmd);
+  mountCommands(cmd);
   showSizeDefaults(cmd);
   // Usage errors as one line, like every other error, naming where the usage is.
   for (const c of [cmd, ...cmd.commands]) {

@@ -10,7 +10,8 @@
 export type ErrorCode =
   | "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EROFS"
   | "ENOSPC" | "EBUSY" | "EINVAL" | "EIO" | "ELOOP" | "EXDEV" | "EPERM"
-  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG";
+  | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG" | "ENOTBLK" | "ENODATA" | "ENXIO"
+  | "EOPNOTSUPP" | "ERANGE" | "ESTALE" | "ENOSYS" | "ENOTCONN" | "ENODEV";
 
 const descriptions: Record<ErrorCode, [string, number]> = {
   ENOENT: ["no such file or directory", -2],
@@ -31,6 +32,15 @@ const descriptions: Record<ErrorCode, [string, number]> = {
   ENAMETOOLONG: ["name too long", -36],
   EMLINK: ["too many links", -31],
   EFBIG: ["file too large", -27],
+  ENOTBLK: ["block device required", -15],
+  ENODATA: ["no data available", -61],
+  ENXIO: ["no such device or address", -6],
+  EOPNOTSUPP: ["operation not supported on socket", -95],
+  ERANGE: ["result too large", -34],
+  ESTALE: ["stale file handle", -116],
+  ENOSYS: ["function not implemented", -38],
+  ENOTCONN: ["socket is not connected", -107],
+  ENODEV: ["no such device", -19],
 };
 
 /** An Error with Node's fs error fields. */

@@ -37,6 +37,23 @@ export class RwLock {
     }
   }
 
+  /**
+   * Takes the lock shared at once if no writer holds it (a writer that is only waiting does
+   * not stop it), and returns its release; undefined when a writer holds it. For a caller
+   * that must decide now and keep the decision true until it is done.
+   */
+  tryRead(): (() => void) | undefined {
+    if (this.#writer) return undefined;
+    this.#readers++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#readers--;
+      this.#next();
+    };
+  }
+
   /** Runs `fn` while holding the lock exclusively. */
   async write<T>(fn: () => Promise<T> | T): Promise<T> {
     if (this.#writer || this.#readers > 0 || this.#queue.length > 0) {

@@ -20,6 +20,8 @@ import { applyToLayer, checkoutLayer, diffLayer } from "../interchange/operation
 import type { ByteSource } from "../interchange/source.ts";
 import { storeHost } from "../interchange/storehost.ts";
 import { LayerStore, SCRATCH_LABEL } from "../layers/store.ts";
+import { clearDeadMounts, mountSource } from "../mount/kernel.ts";
+import { mount, type MountedLayer, type MountOptions } from "../mount/mount.ts";
 import type { LayerInfo, LayerStoreOptions } from "../layers/types.ts";
 
 /** Store records holding images are named this plus the image's name. */
@@ -40,13 +42,48 @@ const IMAGE_RECORD = "image/";
  */
 export class ImageStore extends LayerStore {
   #layerHost: LayerHost | undefined;
+  readonly #mounts = new Set<MountedLayer>();
 
   /**
    * Opens the store in `dir` at its last commit (see {@linkcode LayerStore.open}); with
    * `create`, makes it when there is none.
    */
   static override async open(dir: string, options: LayerStoreOptions = {}): Promise<ImageStore> {
+    // Mounts of this store whose server died ("Transport endpoint is not connected") go first.
+    await clearDeadMounts(mountSource(dir)).catch(() => []);
     return await super.open(dir, options) as ImageStore;
+  }
+
+  /**
+   * Mounts layer `key` at directory `dir` (FUSE; Linux, root and /dev/fuse): active layers
+   * read-write unless `readOnly`, views and committed layers read-only (EROFS). While it
+   * is mounted, `commit` and `remove` of the layer fail with EBUSY saying to unmount
+   * first; a `remove` with `deferred` unmounts lazily and removes the layer once the last
+   * user of the mount has gone. This process serves the mount: touch it only from child
+   * processes. `close()` unmounts what is still mounted (EBUSY while it is in use).
+   *
+   * @example
+   * ```ts ignore
+   * await store.prepare("ctr-1", "sha256:…");
+   * const m = await store.mount("ctr-1", "/run/ctr-1/rootfs");
+   * spawnSync("sh", ["-c", `echo hi > ${m.path}/hello`]);
+   * await m.unmount();
+   * ```
+   */
+  async mount(key: string, dir: string, options?: MountOptions): Promise<MountedLayer> {
+    const m = await mount(this, key, dir, options);
+    this.#mounts.add(m);
+    void m.closed.then(() => this.#mounts.delete(m));
+    return m;
+  }
+
+  /** Unmounts the store's mounts (EBUSY while one is in use: the store stays open), then closes it. */
+  override async close(): Promise<void> {
+    for (const m of [...this.#mounts]) {
+      await m.unmount();
+      this.#mounts.delete(m);
+    }
+    await super.close();
   }
 
   /**

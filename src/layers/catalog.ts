@@ -156,12 +156,13 @@ export class Catalog {
   }
 
   /**
-   * What the pool calls at each commit. `consistent` says whether the tables may be
-   * committed as they are now (the store is between operations).
+   * What the pool calls at each commit. `hold` keeps the store between operations until
+   * its release, or returns undefined when an operation is under way (its tables are
+   * half-changed); the store's own commits need no hold, being its operations' last step.
    */
-  participant(consistent: () => boolean): CommitParticipant {
+  participant(hold: () => (() => void) | undefined): CommitParticipant {
     return {
-      allowsImplicitCommit: () => this.#committing || consistent(),
+      holdForCommit: () => this.#committing ? () => {} : hold(),
       prepareCommit: (tx) => this.#prepareCommit(tx),
       liveFiles: () => (this.#pendingRoot ?? this.#root).files,
       committed: () => this.#committed(),
@@ -170,10 +171,19 @@ export class Catalog {
   }
 
   /** Commits the pool with the changed layers; on failure the changes stay pending. Call under the store's write lock. */
-  async commit(): Promise<void> {
+  commit(): Promise<void> {
+    return this.asCommitter(() => this.#pool.commit());
+  }
+
+  /**
+   * Runs `fn`, a pool call that commits (a deferred deletion records itself), as one of the
+   * store's own commits: the pool may commit the tables as they are. Call under the store's
+   * write lock, with the tables consistent (the operation's last step).
+   */
+  async asCommitter<T>(fn: () => Promise<T>): Promise<T> {
     this.#committing = true;
     try {
-      await this.#pool.commit();
+      return await fn();
     } finally {
       this.#committing = false;
     }

@@ -233,8 +233,15 @@ export async function freeData(ctx: DataContext, inode: Inode): Promise<void> {
   inode.size = 0;
 }
 
-/** Frees device pages; blocks left wholly free are discarded, so the pool gets them back. */
-async function freeRuns(ctx: DataContext, runs: { dev: number; count: number }[]): Promise<void> {
+/**
+ * Frees device pages; blocks left wholly free are discarded, so the pool gets them back.
+ *
+ * @example
+ * ```ts ignore
+ * await freeRuns(ctx, unmapFrom(inode.extents!, 16));
+ * ```
+ */
+export async function freeRuns(ctx: DataContext, runs: { dev: number; count: number }[]): Promise<void> {
   if (runs.length === 0) return;
   const blocks: number[] = [];
   for (const r of runs) blocks.push(...ctx.layer.alloc.free(r.dev, r.count));

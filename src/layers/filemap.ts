@@ -112,6 +112,35 @@ export function unmapFrom(extents: Extent[], first: number): { dev: number; coun
 }
 
 /**
+ * Unmaps pages `[first, end)`, splitting extents that reach past either edge; returns the
+ * device runs that held them, as `{ dev, count }` in pages.
+ *
+ * @example
+ * ```ts
+ * import { unmapRange } from "./filemap.ts";
+ * const e = [{ page: 0, dev: 10, count: 4 }];
+ * console.log(unmapRange(e, 1, 3), e); // [{ dev: 11, count: 2 }] [{ page: 0, dev: 10, count: 1 }, { page: 3, dev: 13, count: 1 }]
+ * ```
+ */
+export function unmapRange(extents: Extent[], first: number, end: number): { dev: number; count: number }[] {
+  const freed: { dev: number; count: number }[] = [];
+  if (end <= first) return freed;
+  const i = firstAfter(extents, first);
+  const keep: Extent[] = [];
+  let j = i;
+  for (; j < extents.length && extents[j].page < end; j++) {
+    const e = extents[j];
+    const from = Math.max(first, e.page);
+    const to = Math.min(end, e.page + e.count);
+    if (e.page < from) keep.push({ page: e.page, dev: e.dev, count: from - e.page });
+    freed.push({ dev: e.dev + (from - e.page), count: to - from });
+    if (to < e.page + e.count) keep.push({ page: to, dev: e.dev + (to - e.page), count: e.page + e.count - to });
+  }
+  extents.splice(i, j - i, ...keep);
+  return freed;
+}
+
+/**
  * Pages a file holds in the device.
  *
  * @example

@@ -28,3 +28,4 @@ export { INLINE_MAX, PAGE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, 
 /** One change of a layer against its parent (`LayerStore.changes`). */
 export type { LayerChange } from "./changes.ts";
 export type { FsckReport, Labels, LayerInfo, LayerKind, LayerOptions, LayerStoreOptions, LayerUpdate, LayerUsage, RemoveOptions } from "./types.ts";
+export type { LayerHold } from "./holds.ts";

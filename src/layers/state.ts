@@ -11,6 +11,7 @@ import type { Pool } from "../pool/pool.ts";
 import { type DeviceId, MAX_DEVICE_ID, type ThinDevice } from "../pool/types.ts";
 import type { LookupCache } from "./cache.ts";
 import { Catalog, type StoreRoot } from "./catalog.ts";
+import { LayerHolds } from "./holds.ts";
 import { PAGE } from "./inode.ts";
 import type { Layer, LayerId } from "./layer.ts";
 import { LayerView } from "./resolve.ts";
@@ -36,6 +37,8 @@ export class StoreState {
   readonly #devices = new Map<LayerId, ThinDevice>();
   /** Layers whose parent is missing, kept (parentless) for check and repair when opened with `salvage`. */
   readonly orphans = new Set<Layer>();
+  /** What uses layers in place (mounts): see holds.ts. */
+  readonly holds = new LayerHolds();
   /** Devices of removed layers not deleted yet (deferred removal). */
   retired: DeviceId[];
   nextIno: number;

@@ -20,6 +20,7 @@
 import { hasCode, storeError } from "../common/errors.ts";
 import { GiB } from "../common/units.ts";
 import { Pool } from "../pool/pool.ts";
+import type { DeltaOptions, DeltaRange } from "../pool/delta.ts";
 import type { DeviceId } from "../pool/types.ts";
 import { PageAllocator } from "./alloc.ts";
 import { LookupCache } from "./cache.ts";
@@ -30,6 +31,8 @@ import { LayerFs } from "./fs.ts";
 import { fsHost } from "./fshost.ts";
 import { checkStore } from "./fsck.ts";
 import type { FsHost } from "./host.ts";
+import type { LayerHold } from "./holds.ts";
+import { LayerNodes } from "./nodes.ts";
 import { newInode, PAGE, S_IFDIR } from "./inode.ts";
 import { Layer, type LayerKind } from "./layer.ts";
 import { loadAll, reap } from "./reap.ts";
@@ -85,7 +88,7 @@ export class LayerStore {
     } catch (e) {
       if (!hasCode(e, "ENOENT") || !options.create) throw e;
       pool = await Pool.create(dir, {
-        dataSize: options.dataSize ?? DEFAULT_DATA_SIZE, blockSize: options.blockSize, metadataSize: options.metadataSize,
+        dataSize: options.dataSize ?? (options.dataDevice === undefined ? DEFAULT_DATA_SIZE : undefined), dataDevice: options.dataDevice, blockSize: options.blockSize, metadataSize: options.metadataSize,
         settings: options.settings, ioThreads: options.ioThreads, readahead: options.readahead,
       });
     }
@@ -118,7 +121,7 @@ export class LayerStore {
       };
       const store = make(pool, root, cache);
       const s = store.#s;
-      pool.attach(PARTICIPANT, s.catalog.participant(() => !s.lock.writing));
+      pool.attach(PARTICIPANT, s.catalog.participant(() => s.lock.tryRead()));
       await pool.createThin(baseDevice, baseSize);
       await s.lock.write(() => s.commit());
       return store;
@@ -130,7 +133,7 @@ export class LayerStore {
     const s = store.#s;
     await loadAll(s, options.salvage === true);
     await s.catalog.loadRecords();
-    pool.attach(PARTICIPANT, s.catalog.participant(() => !s.lock.writing));
+    pool.attach(PARTICIPANT, s.catalog.participant(() => s.lock.tryRead()));
     await s.lock.write(() => reap(s, store.#host));
     return store;
   }
@@ -213,6 +216,7 @@ export class LayerStore {
       const layer = s.get(key, "commit");
       if (layer.record.kind !== "active") throw storeError("EINVAL", "commit", key, `'${key}' is ${layer.record.kind === "view" ? "a view" : "committed"}; only active layers can be committed`);
       if (name !== key && s.byName.has(name)) throw storeError("EEXIST", "commit", name, "a layer with this name exists");
+      s.holds.check(layer, "commit");
       if (layer.handles.size > 0) throw storeError("EBUSY", "commit", key, "files of the layer are open; close them first");
       if (layer.inTransaction) throw storeError("EBUSY", "commit", key, "a transaction (an apply) is changing the layer; wait for it to finish");
       const before = layer.record;
@@ -246,6 +250,11 @@ export class LayerStore {
     return s.mutate("remove", async () => {
       const layer = s.get(key, "remove");
       if (layer.children > 0) throw storeError("EBUSY", "remove", key, `cannot remove: ${layer.children} layer(s) are based on it; remove them first`);
+      if (s.holds.held(layer)) {
+        if (!options.deferred) s.holds.check(layer, "remove");
+        s.holds.removeWhenReleased(layer, () => this.remove(key, options));
+        return;
+      }
       if (layer.handles.size > 0) throw storeError("EBUSY", "remove", key, "cannot remove: files of the layer are open");
       if (layer.inTransaction) throw storeError("EBUSY", "remove", key, "cannot remove: a transaction (an apply) is changing the layer");
       const device = layer.record.device;
@@ -261,7 +270,8 @@ export class LayerStore {
       s.unregister(layer);
       s.retired.push(device);
       await s.commit();
-      await this.pool.deleteDevice(device, { deferred: true });
+      // Its last step: the pool's commit of the pending deletion carries the tables as they are.
+      await s.catalog.asCommitter(() => this.pool.deleteDevice(device, { deferred: true }));
     });
   }
 
@@ -401,6 +411,26 @@ export class LayerStore {
     return new LayerFs(this.#host, this.#s.get(key, "fs"));
   }
 
+  /**
+   * The files of layer `key` addressed by directory path and inode number, for servers
+   * that address files as a kernel does (see nodes.ts). ENOENT if there is no such layer.
+   *
+   * @internal For src/mount: its types are the store's own, not part of the public API.
+   */
+  nodes(key: string): LayerNodes {
+    return new LayerNodes(this.#host, this.#s.get(key, "nodes"));
+  }
+
+  /**
+   * Holds layer `key` for something that uses it in place (a mount): until the returned
+   * release is called, `commit`, `remove` and `transaction` of it fail with EBUSY naming
+   * `hold.reason`; a deferred `remove` asks the holder to let go when idle and removes
+   * the layer once every hold is released (see holds.ts).
+   */
+  hold(key: string, hold: LayerHold): () => void {
+    return this.#s.holds.add(this.#s.get(key, "hold"), hold);
+  }
+
   /** Hits and misses of the lookup caches of frozen layers (path lookups). */
   cacheStats(): { hits: number; misses: number } {
     return { hits: this.#s.view.cache.hits, misses: this.#s.view.cache.misses };
@@ -409,6 +439,17 @@ export class LayerStore {
   /** Size of the base device, the most any layer can hold (dm.basesize). */
   get baseSize(): number {
     return this.#s.catalog.root.baseSize;
+  }
+
+  /**
+   * thin_delta of two layers: the runs of their devices' blocks that differ (with `same`,
+   * that agree too), read off the block maps (see {@linkcode Pool.delta}). A layer's
+   * tables and inline files live in metadata, not in its device: this is its file data.
+   */
+  async delta(left: string, right: string, options: DeltaOptions = {}): Promise<DeltaRange[]> {
+    const a = this.#s.get(left, "delta").record.device;
+    const b = this.#s.get(right, "delta").record.device;
+    return await this.pool.delta(a, b, options);
   }
 
   /** Mapped, exclusive and shared pool blocks of a layer's device (thin_ls). */

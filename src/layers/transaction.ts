@@ -18,6 +18,7 @@ export async function runTransaction<T>(s: StoreState, host: FsHost, key: string
   const { original, scratch } = await s.mutate("transaction", async () => {
     const layer = s.get(key, "transaction");
     if (layer.record.kind !== "active") throw storeError("EINVAL", "transaction", key, `'${key}' is ${layer.record.kind === "view" ? "a view" : "committed"}; only active layers change`);
+    s.holds.check(layer, "transaction");
     if (layer.inTransaction || layer.handles.size > 0) throw storeError("EBUSY", "transaction", key, "the layer has open files or another transaction; close them or wait");
     s.pool.checkFreeSpace("transaction");
     const device = s.allocDevice("transaction");

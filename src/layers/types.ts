@@ -10,8 +10,10 @@ export type { Labels, LayerKind } from "./layer.ts";
 export interface LayerStoreOptions {
   /** Create the store (and its pool) when `dir` holds none. */
   create?: boolean;
-  /** Size of the pool's data file, when creating. Default: 100 GiB (sparse). */
+  /** Size of the pool's data file, when creating. Default: 100 GiB (sparse); with `dataDevice`, the whole device. */
   dataSize?: number;
+  /** Direct mode, when creating: the block device that holds the pool's data (see `PoolCreateOptions.dataDevice`). */
+  dataDevice?: string;
   /** Pool block size, when creating: a multiple of 64 KiB. Default 64 KiB. */
   blockSize?: number;
   /** Bytes of metadata the pool may use, when creating. Default: the pool's (2 GiB). */

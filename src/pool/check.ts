@@ -6,9 +6,10 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
+import { blockDeviceSize } from "./blockdev.ts";
 import { FANOUT, heightFor } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
-import { checkPoolRecord, type DeviceRecord, type PoolRecord, type SegmentRecord, type StoredNode } from "./persist.ts";
+import { checkPoolRecord, type DeviceRecord, levelBitsOf, type PoolRecord, type SegmentRecord, type StoredNode } from "./persist.ts";
 import type { NodeId } from "./types.ts";
 
 const DATA_FILE = "data";
@@ -41,10 +42,18 @@ async function salvage(dir: string): Promise<Salvaged> {
   });
   if (record === undefined) throw new Error(`No pool record in '${dir}'; nothing to check`);
   if (!checkPoolRecord(record)) throw new Error(`The pool record of '${dir}' is not a thinstack pool record`);
-  const st = await fs.stat(path.join(dir, DATA_FILE)).catch(() => undefined);
-  if (!st) faults.push(`data file '${path.join(dir, DATA_FILE)}' is missing`);
-  else if (st.size < record.dataBlocks * record.blockSize) {
-    faults.push(`data file has ${st.size} bytes, fewer than the pool's ${record.dataBlocks} blocks of ${record.blockSize}`);
+  if (record.dataDevice !== undefined) {
+    const size = await blockDeviceSize(record.dataDevice).catch((e) => (e as Error).message);
+    if (typeof size === "string") faults.push(`data device '${record.dataDevice}' cannot be used: ${size}`);
+    else if (size < record.dataBlocks * record.blockSize) {
+      faults.push(`data device has ${size} bytes, fewer than the pool's ${record.dataBlocks} blocks of ${record.blockSize}`);
+    }
+  } else {
+    const st = await fs.stat(path.join(dir, DATA_FILE)).catch(() => undefined);
+    if (!st) faults.push(`data file '${path.join(dir, DATA_FILE)}' is missing`);
+    else if (st.size < record.dataBlocks * record.blockSize) {
+      faults.push(`data file has ${st.size} bytes, fewer than the pool's ${record.dataBlocks} blocks of ${record.blockSize}`);
+    }
   }
   const nodes = new Map<NodeId, StoredNode>();
   let maxId = 0;
@@ -58,6 +67,7 @@ async function salvage(dir: string): Promise<Salvaged> {
   }
   if (maxId >= record.nextNodeId) faults.push(`next node id ${record.nextNodeId} is not above the largest node id ${maxId}`);
   const devices: Salvaged["devices"] = [];
+  const fanout = 2 ** levelBitsOf(record);
   for (const [key, file] of Object.entries(record.devices)) {
     let dev: DeviceRecord;
     try {
@@ -68,19 +78,19 @@ async function salvage(dir: string): Promise<Salvaged> {
     }
     if (String(dev.id) !== key) faults.push(`device ${key}: its file says it is device ${dev.id}`);
     const blocks = Math.ceil(dev.size / record.blockSize);
-    if (!(dev.height >= heightFor(blocks))) {
+    if (!(dev.height >= heightFor(blocks, fanout))) {
       faults.push(`device ${key}: map height ${dev.height} cannot address its ${blocks} blocks`);
-      dev.height = heightFor(blocks);
+      dev.height = heightFor(blocks, fanout);
     }
     const map = new Map<number, number>();
     const walk = (id: NodeId, level: number, base: number, where: string) => {
       const n = nodes.get(id);
       if (!n) return faults.push(`device ${key}: map node ${id} (${where}) is missing; its blocks are lost`);
       if ((n[1] === 1) !== (level === 0)) return faults.push(`device ${key}: map node ${id} is a ${n[1] ? "leaf" : "branch"} at level ${level}`);
-      const span = FANOUT ** level;
+      const span = fanout ** level;
       for (let k = 0; k < n[2].length; k += 2) {
         const [slot, value] = [n[2][k], n[2][k + 1]];
-        if (!(slot >= 0 && slot < FANOUT)) { faults.push(`device ${key}: map node ${id} has slot ${slot}`); continue; }
+        if (!(slot >= 0 && slot < fanout)) { faults.push(`device ${key}: map node ${id} has slot ${slot}`); continue; }
         const vb = base + slot * span;
         if (level > 0) { walk(value, level - 1, vb, `under node ${id}`); continue; }
         if (vb >= blocks) faults.push(`device ${key}: block ${vb} is mapped past the device's ${blocks} blocks`);
@@ -155,7 +165,7 @@ export async function repairPool(dir: string): Promise<string[]> {
   const stored: StoredNode[] = [];
   const devices: Record<string, string> = {};
   for (const d of s.devices) {
-    const root = d.map.size ? buildNodes(d.map, d.record.height, () => nextId++, stored) : 0;
+    const root = d.map.size ? buildNodes(d.map, d.record.height, () => nextId++, stored, 2 ** levelBitsOf(s.record)) : 0;
     const record: DeviceRecord = { ...d.record, root };
     devices[String(d.record.id)] = await meta.write(`dev-${d.record.id}`, tx, record);
   }
@@ -168,18 +178,18 @@ export async function repairPool(dir: string): Promise<string[]> {
   return changes;
 }
 
-/** Writes a map as fresh, unshared nodes; returns the root id. */
-export function buildNodes(map: Map<number, number>, height: number, newId: () => NodeId, out: StoredNode[]): NodeId {
+/** Writes a map as fresh, unshared nodes of `fanout` slots; returns the root id. */
+export function buildNodes(map: Map<number, number>, height: number, newId: () => NodeId, out: StoredNode[], fanout = FANOUT): NodeId {
   const build = (level: number, entries: [number, number][]): NodeId => {
     const id = newId();
     const pairs: number[] = [];
     if (level === 0) {
-      for (const [vb, pb] of entries) pairs.push(vb % FANOUT, pb + 1);
+      for (const [vb, pb] of entries) pairs.push(vb % fanout, pb + 1);
     } else {
-      const span = FANOUT ** level;
+      const span = fanout ** level;
       const groups = new Map<number, [number, number][]>();
       for (const e of entries) {
-        const slot = Math.floor(e[0] / span) % FANOUT;
+        const slot = Math.floor(e[0] / span) % fanout;
         let g = groups.get(slot);
         if (!g) groups.set(slot, g = []);
         g.push(e);

@@ -13,7 +13,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { storeError } from "../common/errors.ts";
 import type { PoolCore } from "./core.ts";
-import { MapNode } from "./maptree.ts";
+import { LEVEL_BITS, MapNode } from "./maptree.ts";
 import { type DeviceRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, storeNode } from "./persist.ts";
 import type { CommitParticipant, MetadataTransaction, NodeId } from "./types.ts";
 
@@ -70,9 +70,11 @@ export class CommitEngine {
       }
       const r = raw.get(id);
       if (!r) throw storeError("EIO", "open", dir, `metadata names map node ${id}, which no segment holds; run repair`);
-      const node = r.leaf ? new MapNode(id, true, new Uint32Array(1024)) : new MapNode(id, false, new Array(1024).fill(null));
+      const fanout = this.#core.forest.fanout;
+      const node = r.leaf ? new MapNode(id, true, new Uint32Array(fanout)) : new MapNode(id, false, new Array(fanout).fill(null));
       for (let k = 0; k < r.pairs.length; k += 2) {
         const [i, v] = [r.pairs[k], r.pairs[k + 1]];
+        if (!(i >= 0 && i < fanout)) throw storeError("EIO", "open", dir, `map node ${id} has slot ${i}, past its ${fanout}; run repair`);
         if (r.leaf) {
           if (v - 1 >= space.total) throw storeError("EIO", "open", dir, `map node ${id} points at block ${v - 1}, past the pool's end; run repair`);
           (node.slots as Uint32Array)[i] = v;
@@ -110,16 +112,60 @@ export class CommitEngine {
     return this.#participantRoots[name];
   }
 
-  /** True when every attached participant can commit its state as it is now. */
-  implicitAllowed(): boolean {
-    for (const p of this.#participants.values()) if (p.allowsImplicitCommit?.() === false) return false;
+  /**
+   * Holds every attached participant as it is now (see CommitParticipant.holdForCommit)
+   * and returns the release of them all; undefined, holding none, when one is in the middle
+   * of an operation.
+   */
+  holdParticipants(): (() => void) | undefined {
+    const releases: (() => void)[] = [];
+    const releaseAll = () => {
+      for (const r of releases.splice(0)) r();
+    };
+    for (const p of this.#participants.values()) {
+      if (!p.holdForCommit) continue;
+      const release = p.holdForCommit();
+      if (!release) {
+        releaseAll();
+        return undefined;
+      }
+      releases.push(release);
+    }
+    return releaseAll;
+  }
+
+  /** {@linkcode holdParticipants}, or EBUSY. */
+  holdOrRefuse(syscall: string): () => void {
+    const release = this.holdParticipants();
+    if (!release) {
+      throw storeError("EBUSY", syscall, this.#core.dir, "the layer store is in the middle of an operation; commit through it (store.sync()) or retry when it is done");
+    }
+    return release;
+  }
+
+  /**
+   * Commits if every participant can be held as it is (they stay so until the commit is
+   * done); false, committing nothing, when one is in the middle of an operation. The
+   * caller holds the pool's write lock.
+   */
+  async commitIfAllowed(): Promise<boolean> {
+    const release = this.holdParticipants();
+    if (!release) return false;
+    try {
+      await this.commit();
+    } finally {
+      release();
+    }
     return true;
   }
 
-  /** EBUSY unless {@linkcode implicitAllowed}. */
-  checkImplicit(syscall: string): void {
-    if (!this.implicitAllowed()) {
-      throw storeError("EBUSY", syscall, this.#core.dir, "the layer store is in the middle of an operation; commit through it (store.sync()) or retry when it is done");
+  /** Commits holding every participant, or EBUSY (see {@linkcode holdOrRefuse}). The caller holds the pool's write lock. */
+  async commitOrRefuse(syscall: string): Promise<void> {
+    const release = this.holdOrRefuse(syscall);
+    try {
+      await this.commit();
+    } finally {
+      release();
     }
   }
 
@@ -191,8 +237,11 @@ export class CommitEngine {
     this.#addParticipantFiles(live);
     const record: PoolRecord = {
       format: POOL_FORMAT, version: POOL_VERSION, transactionId: tx, blockSize: core.blockSize,
+      ...(core.forest.levelBits !== LEVEL_BITS ? { mapLevelBits: core.forest.levelBits } : {}),
       dataBlocks: core.space.total, metadataSize: core.metadataSize, nextNodeId: core.forest.nextId,
       usedBlocks: core.space.used,
+      ...(core.dataDevice === undefined ? {} : { dataDevice: core.dataDevice }),
+      ...(core.lowWater.data || core.lowWater.metadata ? { lowWater: { ...core.lowWater } } : {}),
       devices: Object.fromEntries(devs.map((d) => [String(d.id), devicesFile(d)])),
       segments: [...segLive.keys()].filter((s) => live.has(s)),
       participants: roots,

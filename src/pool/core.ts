@@ -31,6 +31,8 @@ export interface DeviceState {
 export interface PoolCore {
   readonly dir: string;
   readonly blockSize: number;
+  /** Direct mode: the block device holding the data (`ctx.file` is its path); else the data file is used. */
+  readonly dataDevice?: string;
   readonly meta: MetaStore;
   readonly space: SpaceMap;
   readonly forest: MapForest;
@@ -40,6 +42,8 @@ export interface PoolCore {
   /** The metadata bytes the pool may use (the metadata device's size in dm-thin). */
   metadataSize: number;
   settings: PoolSettings;
+  /** Which spaces are under their low water mark (lowwater.ts); stored with each commit. */
+  readonly lowWater: { data: boolean; metadata: boolean };
   /** Something changed since the last commit. */
   changed: boolean;
   /** Tells the pool's user that the data file grew by itself. */

@@ -10,11 +10,12 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { Buffer } from "node:buffer";
 import { storeError } from "../common/errors.ts";
+import { openLock } from "../common/pidlock.ts";
 import { buildNodes } from "./check.ts";
-import { FANOUT } from "./maptree.ts";
+import { LEVEL_BITS, MIN_LEVEL_BITS } from "./maptree.ts";
 import { MetaStore } from "./metastore.ts";
 import type { PoolSettings } from "./types.ts";
-import { checkPoolRecord, type DeviceRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, type StoredNode } from "./persist.ts";
+import { checkPoolRecord, type DeviceRecord, levelBitsOf, POOL_FORMAT, POOL_VERSION, type PoolRecord, type SegmentRecord, type StoredNode } from "./persist.ts";
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 const unesc = (s: string) => s.replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
@@ -57,6 +58,9 @@ export async function dumpPool(dir: string): Promise<string> {
   const out: string[] = [];
   const settings: Record<string, number> = {};
   for (const [k, name] of SETTINGS) if (typeof record.settings?.[k] === "number") settings[name] = record.settings[k]!;
+  // Only a test's pool has other than 10 bits per map level: a real pool's dump does not say it.
+  if (record.mapLevelBits !== undefined) settings.map_level_bits = record.mapLevelBits;
+  const fanout = 2 ** levelBitsOf(record);
   out.push(`<superblock${attrs({ format: POOL_FORMAT, version: record.version, transaction: record.transactionId, block_size: record.blockSize, nr_data_blocks: record.dataBlocks, metadata_size: record.metadataSize, ...settings })}>`);
   const devs: DeviceRecord[] = [];
   for (const file of Object.values(record.devices)) devs.push(await meta.read(file) as DeviceRecord);
@@ -66,7 +70,7 @@ export async function dumpPool(dir: string): Promise<string> {
       const n = nodes.get(id);
       if (!n) throw storeError("EIO", "dump", dir, `map node ${id} of device ${d.id} is missing; run repair first`);
       for (let k = 0; k < n[2].length; k += 2) {
-        const vb = base + n[2][k] * FANOUT ** level;
+        const vb = base + n[2][k] * fanout ** level;
         if (level === 0) map.push([vb, n[2][k + 1] - 1]);
         else walk(n[2][k + 1], level - 1, vb);
       }
@@ -96,8 +100,12 @@ export async function dumpPool(dir: string): Promise<string> {
 }
 
 /**
- * Writes metadata from a dump into `dir` (replacing any there), as one atomic switch.
- * The data file is created sparse if it is missing; its blocks are not touched.
+ * Writes metadata from a dump into `dir` (replacing any there), as one atomic switch: every
+ * file is new (a participant's file keeps its dumped name unless a file of that name with
+ * other bytes is there; then it gets a fresh name, and its root names that), and the root
+ * record's rename switches them in, so a restore cut short leaves the pool as it was.
+ * The data file is created sparse if it is missing; its blocks are not touched. Takes the
+ * pool's lock: EBUSY while the pool is open here or in another process.
  */
 export async function restorePool(dir: string, text: string): Promise<void> {
   const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
@@ -143,38 +151,67 @@ export async function restorePool(dir: string, text: string): Promise<void> {
   }
   const metaDir = path.join(dir, "metadata");
   await fs.mkdir(metaDir, { recursive: true });
-  const dataFile = path.join(dir, "data");
-  if (!(await fs.stat(dataFile).catch(() => undefined))) {
-    const fh = await fs.open(dataFile, "w");
-    await fh.truncate(dataBlocks * blockSize);
-    await fh.close();
+  // No instance of this pool may be open in this process, nor the pool in another.
+  const unlock = await openLock(dir, "restore");
+  try {
+    const dataFile = path.join(dir, "data");
+    if (!(await fs.stat(dataFile).catch(() => undefined))) {
+      const fh = await fs.open(dataFile, "wx");
+      try {
+        await fh.truncate(dataBlocks * blockSize);
+      } finally {
+        await fh.close();
+      }
+    }
+    const meta = new MetaStore(metaDir);
+    const tx = num(head.a, "transaction");
+    const levelBits = head.a.map_level_bits === undefined ? LEVEL_BITS : num(head.a, "map_level_bits");
+    if (levelBits < MIN_LEVEL_BITS || levelBits > LEVEL_BITS) throw storeError("EINVAL", "restore", dir, `map_level_bits="${levelBits}" must be from ${MIN_LEVEL_BITS} to ${LEVEL_BITS}`);
+    let nextId = 1;
+    const stored: StoredNode[] = [];
+    const deviceFiles: Record<string, string> = {};
+    const used = new Set<number>();
+    for (const d of devices) {
+      d.record.root = d.map.size ? buildNodes(d.map, d.record.height, () => nextId++, stored, 2 ** levelBits) : 0;
+      for (const b of d.map.values()) used.add(b);
+      deviceFiles[String(d.record.id)] = await meta.write(`dev-${d.record.id}`, tx, d.record);
+    }
+    const segments = stored.length ? [await meta.write("nodes", tx, { transactionId: tx, nodes: stored } satisfies SegmentRecord)] : [];
+    // Participants' files keep their dumped names where that changes no file (a file of that
+    // name with other bytes may be live): until the root switches, the store is as it was.
+    const renamed = new Map<string, string>();
+    for (const [name, value] of files) {
+      const placed = await meta.place(name, tx, value);
+      if (placed !== name) renamed.set(name, placed);
+    }
+    if (renamed.size > 0) for (const name of Object.keys(participants)) participants[name] = renameFiles(participants[name], renamed);
+    const record: PoolRecord = {
+      format: POOL_FORMAT, version: POOL_VERSION, transactionId: tx, blockSize, dataBlocks,
+      metadataSize: num(head.a, "metadata_size"), nextNodeId: nextId, usedBlocks: used.size,
+      devices: deviceFiles, segments, participants,
+      ...(levelBits !== LEVEL_BITS ? { mapLevelBits: levelBits } : {}),
+    };
+    const settings: Partial<PoolSettings> = {};
+    for (const [k, name] of SETTINGS) {
+      if (head.a[name] === undefined) continue;
+      const v = Number(head.a[name]);
+      if (!Number.isFinite(v)) throw storeError("EINVAL", "restore", dir, `attribute ${name}="${head.a[name]}" is not a number`);
+      settings[k] = v;
+    }
+    if (Object.keys(settings).length) record.settings = settings;
+    await meta.switchRoot(record);
+    await meta.collect(new Set([...segments, ...Object.values(deviceFiles), ...files.map(([n]) => renamed.get(n) ?? n)]));
+  } finally {
+    await unlock();
   }
-  const meta = new MetaStore(metaDir);
-  const tx = num(head.a, "transaction");
-  let nextId = 1;
-  const stored: StoredNode[] = [];
-  const deviceFiles: Record<string, string> = {};
-  const used = new Set<number>();
-  for (const d of devices) {
-    d.record.root = d.map.size ? buildNodes(d.map, d.record.height, () => nextId++, stored) : 0;
-    for (const b of d.map.values()) used.add(b);
-    deviceFiles[String(d.record.id)] = await meta.write(`dev-${d.record.id}`, tx, d.record);
+}
+
+/** `value` with every string that names a renamed file replaced by its new name (participant roots name their files). */
+function renameFiles(value: unknown, renamed: Map<string, string>): unknown {
+  if (typeof value === "string") return renamed.get(value) ?? value;
+  if (Array.isArray(value)) return value.map((v) => renameFiles(v, renamed));
+  if (value && typeof value === "object" && !ArrayBuffer.isView(value)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, renameFiles(v, renamed)]));
   }
-  const segments = stored.length ? [await meta.write("nodes", tx, { transactionId: tx, nodes: stored } satisfies SegmentRecord)] : [];
-  for (const [name, value] of files) await meta.writeNamed(name, value);
-  const record: PoolRecord = {
-    format: POOL_FORMAT, version: POOL_VERSION, transactionId: tx, blockSize, dataBlocks,
-    metadataSize: num(head.a, "metadata_size"), nextNodeId: nextId, usedBlocks: used.size,
-    devices: deviceFiles, segments, participants,
-  };
-  const settings: Partial<PoolSettings> = {};
-  for (const [k, name] of SETTINGS) {
-    if (head.a[name] === undefined) continue;
-    const v = Number(head.a[name]);
-    if (!Number.isFinite(v)) throw storeError("EINVAL", "restore", dir, `attribute ${name}="${head.a[name]}" is not a number`);
-    settings[k] = v;
-  }
-  if (Object.keys(settings).length) record.settings = settings;
-  await meta.switchRoot(record);
-  await meta.collect(new Set([...segments, ...Object.values(deviceFiles), ...files.map(([n]) => n)]));
+  return value;
 }

@@ -24,7 +24,9 @@ export type IoOp =
   /** fdatasync the file. */
   | { op: "sync" }
   /** Punch `len` bytes at `pos` out of the file (they read as zeros and take no space). */
-  | { op: "punch"; pos: number; len: number };
+  | { op: "punch"; pos: number; len: number }
+  /** Discard `len` bytes at `pos` of a block device (BLKDISCARD; direct mode's punch). */
+  | { op: "discard"; pos: number; len: number };
 
 /** A batch of steps on one data file. */
 export interface IoTask {

@@ -11,6 +11,8 @@ import { storeError } from "../common/errors.ts";
 import type { CommitEngine } from "./commit.ts";
 import type { PoolCore } from "./core.ts";
 import type { IoOp } from "./iotask.ts";
+import { blockDeviceSize } from "./blockdev.ts";
+import { discardMethod, type DiscardMethod } from "./discard.ts";
 import { type ByteRange, punchMethod, type PunchMethod } from "./punch.ts";
 import type { BlockNo, PoolSettings } from "./types.ts";
 
@@ -26,8 +28,8 @@ export interface TrimResult {
   blocks: number;
   /** Contiguous ranges punched. */
   ranges: number;
-  /** How the holes were punched; `"none"` when no block was free. */
-  method: PunchMethod | "none";
+  /** How the holes were punched (direct mode: how the ranges were discarded); `"none"` when no block was free. */
+  method: PunchMethod | DiscardMethod | "none";
 }
 
 /** EINVAL for a data size of more blocks than a pool takes. */
@@ -46,20 +48,30 @@ export function checkSettings(s: PoolSettings, dir: string): PoolSettings {
   pct(s.minFreeSpacePercent, "minimum free space", 99);
   pct(s.autoextendThreshold, "autoextend threshold");
   pct(s.autoextendPercent, "autoextend percent", 1000);
+  pct(s.lowWaterMarkPercent, "low water mark");
+  pct(s.metadataLowWaterMarkPercent, "metadata low water mark");
   return s;
 }
 
 /** Grows or shrinks the data file to `dataSize` bytes (see {@linkcode Pool.resize}). */
-export async function resize(core: PoolCore, engine: CommitEngine, dataSize: number): Promise<void> {
-  const { space, blockSize, dir, ctx } = core;
+export async function resize(core: PoolCore, engine: CommitEngine, dataSize?: number): Promise<void> {
+  const { space, blockSize, dir, ctx, dataDevice } = core;
+  const deviceSize = dataDevice === undefined ? undefined : await blockDeviceSize(dataDevice, "resize");
+  if (dataSize === undefined && deviceSize === undefined) {
+    throw storeError("EINVAL", "resize", dir, "a pool over a data file needs the new data size; only a pool on a data device follows its device's size");
+  }
+  dataSize ??= deviceSize!;
   if (!Number.isSafeInteger(dataSize) || dataSize < blockSize) {
     throw storeError("EINVAL", "resize", dir, `data size '${dataSize}' must be a whole number of bytes of at least one block`);
   }
   const blocks = Math.floor(dataSize / blockSize);
   checkBlocks(blocks, blockSize, "resize", dir);
+  if (deviceSize !== undefined && blocks * blockSize > deviceSize) {
+    throw storeError("EINVAL", "resize", dataDevice, `data size '${dataSize}' is more than the device's ${deviceSize} bytes; grow the device first (lvextend, or the loop device's file and 'losetup -c')`);
+  }
   if (blocks >= space.total) {
     // The file grows first: a larger file than the record says is harmless at open.
-    await fs.truncate(ctx.file, blocks * blockSize);
+    if (deviceSize === undefined) await fs.truncate(ctx.file, blocks * blockSize);
     space.grow(blocks);
     return;
   }
@@ -70,7 +82,7 @@ export async function resize(core: PoolCore, engine: CommitEngine, dataSize: num
   }
   // The file loses its tail only once a commit records the smaller pool: a crash in
   // between must not leave a record that needs more file than there is.
-  engine.checkImplicit("resize");
+  const release = engine.holdOrRefuse("resize");
   const total = space.total;
   space.shrink(blocks);
   try {
@@ -78,8 +90,10 @@ export async function resize(core: PoolCore, engine: CommitEngine, dataSize: num
   } catch (e) {
     space.grow(total);
     throw e;
+  } finally {
+    release();
   }
-  await fs.truncate(ctx.file, blocks * blockSize);
+  if (deviceSize === undefined) await fs.truncate(ctx.file, blocks * blockSize);
 }
 
 /** The blocks no device sees and no commit still references: free for reuse. */
@@ -103,17 +117,21 @@ export async function trim(core: PoolCore): Promise<TrimResult> {
     else ranges.push({ offset: b * bs, length: bs });
   }
   if (ranges.length === 0) return { blocks: 0, ranges: 0, method: "none" };
+  const direct = core.dataDevice !== undefined;
+  // A discard drops the device's cached pages of the range, which it cannot do while one
+  // is dirty (a block written and freed since the last sync): sync first.
+  if (direct) await core.io.run({ file: ctx.file, key: ctx.key, ops: [{ op: "sync" }] });
   // In the workers, a batch of ranges a task, the batches in parallel.
   const PER_TASK = 256;
   const tasks: Promise<void>[] = [];
   for (let i = 0; i < ranges.length; i += PER_TASK) {
-    const ops: IoOp[] = ranges.slice(i, i + PER_TASK).map((r) => ({ op: "punch", pos: r.offset, len: r.length }));
+    const ops: IoOp[] = ranges.slice(i, i + PER_TASK).map((r) => ({ op: direct ? "discard" : "punch", pos: r.offset, len: r.length }));
     tasks.push(core.io.run({ file: ctx.file, key: ctx.key, ops }));
   }
   const results = await Promise.allSettled(tasks);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
-  return { blocks: free.length, ranges: ranges.length, method: punchMethod() };
+  return { blocks: free.length, ranges: ranges.length, method: direct ? discardMethod() : punchMethod() };
 }
 
 /** Grows the data file by the autoextend percentage once use passes the threshold. */
@@ -122,9 +140,12 @@ export async function autoextend(core: PoolCore): Promise<void> {
   const { space } = core;
   const total = space.total;
   if (threshold >= 100 || percent <= 0 || space.used * 100 <= total * threshold) return;
-  const grown = Math.min(MAX_DATA_BLOCKS, total + Math.max(1, Math.ceil(total * percent / 100)));
+  let grown = Math.min(MAX_DATA_BLOCKS, total + Math.max(1, Math.ceil(total * percent / 100)));
+  // Direct mode: the pool grows into what the device has beyond it (LVM's autoextend
+  // grows the device; here an operator's lvextend does), never past it.
+  if (core.dataDevice !== undefined) grown = Math.min(grown, Math.floor(await blockDeviceSize(core.dataDevice, "autoextend") / core.blockSize));
   if (grown <= total) return;
-  await fs.truncate(core.ctx.file, grown * core.blockSize);
+  if (core.dataDevice === undefined) await fs.truncate(core.ctx.file, grown * core.blockSize);
   space.grow(grown);
   core.autoextended({ fromBlocks: total, toBlocks: grown, usedBlocks: space.used });
 }

@@ -12,10 +12,12 @@
 import type { BlockNo, NodeId, VBlock } from "./types.ts";
 import type { SpaceMap } from "./spacemap.ts";
 
-/** Bits of a virtual block number each level resolves. */
+/** Bits of a virtual block number each level resolves (a pool's record may say fewer: see MapForest). */
 export const LEVEL_BITS = 10;
 /** Slots per node. */
 export const FANOUT = 1 << LEVEL_BITS;
+/** The fewest bits per level a pool may have (nodes of 4 slots, for tests of deep trees). */
+export const MIN_LEVEL_BITS = 2;
 
 /** A node: a leaf holds pool block + 1 (0 = unmapped) per slot; an interior holds children. */
 export class MapNode {
@@ -35,15 +37,11 @@ export interface Mapping {
   height: number;
 }
 
-/** Levels needed to address `blocks` virtual blocks. */
-export function heightFor(blocks: number): number {
+/** Levels needed to address `blocks` virtual blocks with nodes of `fanout` slots. */
+export function heightFor(blocks: number, fanout = FANOUT): number {
   let h = 1;
-  while (FANOUT ** h < blocks) h++;
+  while (fanout ** h < blocks) h++;
   return h;
-}
-
-function slotAt(vb: VBlock, level: number): number {
-  return Math.floor(vb / FANOUT ** level) % FANOUT;
 }
 
 /** Where a virtual block is mapped, and whether the device alone sees that pool block. */
@@ -52,17 +50,41 @@ export interface Resolved {
   exclusive: boolean;
 }
 
-/** Node bookkeeping shared by every device of a pool. */
+/**
+ * Node bookkeeping shared by every device of a pool. Nodes have `fanout` slots: 1,024 (10
+ * bits per level) unless the pool was created with fewer, which only tests do, to get deep
+ * trees from small devices.
+ */
 export class MapForest {
   /** Nodes created or changed since the last commit. */
   readonly dirty = new Set<MapNode>();
   /** Called for a node that no device references any more. */
   onDead: (node: MapNode) => void = () => {};
+  /** Slots per node. */
+  readonly fanout: number;
+  /** fanout - 1: `x & mask` is x mod fanout for any whole x below 2^53 (fanout divides 2^32). */
+  readonly #mask: number;
+  /** Virtual blocks one slot spans at each level: fanout ** level. */
+  readonly #spans: number[] = [];
 
-  constructor(readonly space: SpaceMap, public nextId: NodeId = 1) {}
+  constructor(readonly space: SpaceMap, public nextId: NodeId = 1, readonly levelBits: number = LEVEL_BITS) {
+    this.fanout = 2 ** levelBits;
+    this.#mask = this.fanout - 1;
+    for (let span = 1; span <= Number.MAX_SAFE_INTEGER; span *= this.fanout) this.#spans.push(span);
+  }
+
+  /** Levels needed to address `blocks` virtual blocks. */
+  heightFor(blocks: number): number {
+    return heightFor(blocks, this.fanout);
+  }
+
+  #slotAt(vb: VBlock, level: number): number {
+    // A power of two divides exactly, and & truncates: floor(vb / span) mod fanout.
+    return (vb / this.#spans[level]) & this.#mask;
+  }
 
   newNode(leaf: boolean): MapNode {
-    const node = new MapNode(this.nextId++, leaf, leaf ? new Uint32Array(FANOUT) : new Array(FANOUT).fill(null));
+    const node = new MapNode(this.nextId++, leaf, leaf ? new Uint32Array(this.fanout) : new Array(this.fanout).fill(null));
     this.dirty.add(node);
     return node;
   }
@@ -71,10 +93,10 @@ export class MapForest {
   lookup(m: Mapping, vb: VBlock): BlockNo {
     let node = m.root;
     for (let level = m.height - 1; node && level > 0; level--) {
-      node = (node.slots as (MapNode | null)[])[slotAt(vb, level)];
+      node = (node.slots as (MapNode | null)[])[this.#slotAt(vb, level)];
     }
     if (!node) return -1;
-    return (node.slots as Uint32Array)[vb % FANOUT] - 1;
+    return (node.slots as Uint32Array)[vb & this.#mask] - 1;
   }
 
   /** Like lookup, and tells whether the block is seen by this device only. */
@@ -83,11 +105,11 @@ export class MapForest {
     let exclusive = true;
     for (let level = m.height - 1; node && level > 0; level--) {
       if (node.refs > 1) exclusive = false;
-      node = (node.slots as (MapNode | null)[])[slotAt(vb, level)];
+      node = (node.slots as (MapNode | null)[])[this.#slotAt(vb, level)];
     }
     if (!node) return { block: -1, exclusive: false };
     if (node.refs > 1) exclusive = false;
-    const block = (node.slots as Uint32Array)[vb % FANOUT] - 1;
+    const block = (node.slots as Uint32Array)[vb & this.#mask] - 1;
     return { block, exclusive: exclusive && block >= 0 && this.space.refs[block] === 1 };
   }
 
@@ -118,7 +140,7 @@ export class MapForest {
     for (let level = m.height - 1; level > 0; level--) {
       path.push(node);
       const slots = node.slots as (MapNode | null)[];
-      const i = slotAt(vb, level);
+      const i = this.#slotAt(vb, level);
       const child = slots[i];
       if (!child) {
         slots[i] = this.newNode(level === 1);
@@ -130,7 +152,7 @@ export class MapForest {
       node = slots[i]!;
     }
     const slots = node.slots as Uint32Array;
-    const i = vb % FANOUT;
+    const i = vb & this.#mask;
     const old = slots[i] - 1;
     slots[i] = block + 1;
     if (old < 0) node.count++;
@@ -150,14 +172,15 @@ export class MapForest {
   }
 
   *#walk(node: MapNode, level: number, base: VBlock): Generator<[VBlock, BlockNo, MapNode]> {
-    const span = FANOUT ** level;
+    const span = this.#spans[level];
+    const fanout = this.fanout;
     if (node.leaf) {
       const slots = node.slots as Uint32Array;
-      for (let i = 0; i < FANOUT; i++) if (slots[i]) yield [base + i, slots[i] - 1, node];
+      for (let i = 0; i < fanout; i++) if (slots[i]) yield [base + i, slots[i] - 1, node];
       return;
     }
     const slots = node.slots as (MapNode | null)[];
-    for (let i = 0; i < FANOUT; i++) {
+    for (let i = 0; i < fanout; i++) {
       const child = slots[i];
       if (child) yield* this.#walk(child, level - 1, base + i * span);
     }
@@ -172,11 +195,11 @@ export class MapForest {
     if (node.leaf) {
       const src = node.slots as Uint32Array;
       (copy.slots as Uint32Array).set(src);
-      for (let i = 0; i < FANOUT; i++) if (src[i]) this.space.ref(src[i] - 1);
+      for (let i = 0; i < src.length; i++) if (src[i]) this.space.ref(src[i] - 1);
     } else {
       const src = node.slots as (MapNode | null)[];
       const dst = copy.slots as (MapNode | null)[];
-      for (let i = 0; i < FANOUT; i++) {
+      for (let i = 0; i < src.length; i++) {
         const child = src[i];
         if (child) { child.refs++; dst[i] = child; }
       }
@@ -212,7 +235,7 @@ export class MapForest {
     this.onDead(node);
     if (node.leaf) {
       const slots = node.slots as Uint32Array;
-      for (let i = 0; i < FANOUT; i++) if (slots[i]) this.space.unref(slots[i] - 1);
+      for (let i = 0; i < slots.length; i++) if (slots[i]) this.space.unref(slots[i] - 1);
     } else {
       for (const child of node.slots as (MapNode | null)[]) if (child) this.#release(child);
     }

@@ -8,6 +8,7 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
+import { Buffer } from "node:buffer";
 import { decodeCbor, encodeCbor } from "./cbor.ts";
 
 /** Name of the root record inside the metadata directory. */
@@ -81,13 +82,35 @@ export class MetaStore {
     await Promise.all(this.#staged.splice(0).map((fh) => fh.close().catch(() => {})));
   }
 
-  /** Writes `value` under an exact name (restore keeps the names a dump lists). */
-  async writeNamed(name: string, value: unknown): Promise<void> {
-    if (name.includes("/") || name.includes("\\") || name === ROOT_FILE || name.startsWith(".")) {
+  /**
+   * Writes `value` under `name` when no file has that name, or finds it there already with
+   * these very bytes; otherwise writes it under a fresh name. Never changes an existing
+   * file (a restore's names may be the names of live files). Returns the name it is under,
+   * synced.
+   */
+  async place(name: string, transactionId: number, value: unknown): Promise<string> {
+    if (!/^[^/\\.][^/\\]*$/.test(name) || name === ROOT_FILE || name === `${ROOT_FILE}.tmp`) {
       throw new Error(`Metadata file name '${name}' is not a plain file name`);
     }
+    const file = path.join(this.dir, name);
     const bytes = encodeCbor(value);
-    const fh = await fs.open(path.join(this.dir, name), "w");
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(file, "wx");
+    } catch (e) {
+      if ((e as { code?: string }).code !== "EEXIST") throw e;
+      const there = await fs.open(file, "r");
+      try {
+        if (Buffer.from(bytes).equals(await there.readFile())) {
+          await there.datasync(); // a leftover of a restore cut short may not be durable yet
+          this.sizes.set(name, bytes.byteLength);
+          return name;
+        }
+      } finally {
+        await there.close();
+      }
+      return await this.write(/^([^.]+)\.\d+\.[0-9a-z]+\.cbor$/.exec(name)?.[1] ?? "restored", transactionId, value);
+    }
     try {
       await fh.writeFile(bytes);
       await fh.datasync();
@@ -95,6 +118,7 @@ export class MetaStore {
       await fh.close();
     }
     this.sizes.set(name, bytes.byteLength);
+    return name;
   }
 
   /** Reads and decodes one file. */

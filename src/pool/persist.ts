@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { FANOUT, MapNode } from "./maptree.ts";
+import { LEVEL_BITS, type MapNode, MIN_LEVEL_BITS } from "./maptree.ts";
 import type { NodeId, PoolSettings } from "./types.ts";
 
 /** Format tag of the root record. */
@@ -25,6 +25,10 @@ export interface PoolRecord {
   blockSize: number;
   dataBlocks: number;
   metadataSize: number;
+  /** Spaces under their low water mark at this commit (lowwater.ts): no new event for them until they cross back. */
+  lowWater?: { data?: boolean; metadata?: boolean };
+  /** Direct mode: the block device holding the data (absent: the data file `data`). */
+  dataDevice?: string;
   nextNodeId: number;
   /** Blocks in use at this commit; `check` recounts them from the maps. */
   usedBlocks?: number;
@@ -33,6 +37,8 @@ export interface PoolRecord {
   segments: string[];
   participants: Record<string, unknown>;
   settings?: Partial<PoolSettings>;
+  /** Bits per map tree level (nodes of 2^mapLevelBits slots); absent: 10. Only tests make pools with fewer. */
+  mapLevelBits?: number;
 }
 
 /** A device file. */
@@ -61,10 +67,10 @@ export function storeNode(node: MapNode): StoredNode {
   const pairs: number[] = [];
   if (node.leaf) {
     const slots = node.slots as Uint32Array;
-    for (let i = 0; i < FANOUT; i++) if (slots[i]) pairs.push(i, slots[i]);
+    for (let i = 0; i < slots.length; i++) if (slots[i]) pairs.push(i, slots[i]);
   } else {
     const slots = node.slots as (MapNode | null)[];
-    for (let i = 0; i < FANOUT; i++) if (slots[i]) pairs.push(i, slots[i]!.id);
+    for (let i = 0; i < slots.length; i++) if (slots[i]) pairs.push(i, slots[i]!.id);
   }
   return [node.id, node.leaf ? 1 : 0, pairs];
 }
@@ -74,5 +80,11 @@ export function checkPoolRecord(v: unknown): v is PoolRecord {
   const r = v as PoolRecord;
   return typeof r === "object" && r !== null && r.format === POOL_FORMAT && r.version === POOL_VERSION &&
     Number.isSafeInteger(r.blockSize) && Number.isSafeInteger(r.dataBlocks) && Array.isArray(r.segments) &&
-    typeof r.devices === "object";
+    typeof r.devices === "object" &&
+    (r.mapLevelBits === undefined || (Number.isSafeInteger(r.mapLevelBits) && r.mapLevelBits >= MIN_LEVEL_BITS && r.mapLevelBits <= LEVEL_BITS));
+}
+
+/** Bits per map tree level of the pool whose record is `r`. */
+export function levelBitsOf(r: PoolRecord): number {
+  return r.mapLevelBits ?? LEVEL_BITS;
 }

@@ -9,20 +9,25 @@ import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { hasCode, storeError } from "../common/errors.ts";
 import { RwLock } from "../common/lock.ts";
-import { lockPool } from "../common/pidlock.ts";
+import { lockPool, openLock } from "../common/pidlock.ts";
 import { BlockIo } from "./blockio.ts";
+import { blockDeviceSize, checkNewDataDevice, claimDevice, noMedia } from "./blockdev.ts";
 import { CommitEngine } from "./commit.ts";
 import type { DeviceState, PoolCore } from "./core.ts";
+import { type DeltaOptions, deltaMaps, type DeltaRange } from "./delta.ts";
 import { checkRange, discardRange, writeRange } from "./devio.ts";
+import { type PoolEventMap, type PoolEventName, PoolEvents } from "./events.ts";
 import { Inflight } from "./inflight.ts";
+import { LowWater } from "./lowwater.ts";
 import { autoextend, checkBlocks, checkFreeSpace, checkSettings, freeBlocks, resize, trim, type TrimResult } from "./maintenance.ts";
 import { Readahead } from "./readahead.ts";
-import { heightFor, MapForest } from "./maptree.ts";
-import { MetaStore } from "./metastore.ts";
-import { checkPoolRecord, POOL_FORMAT, POOL_VERSION, type PoolRecord } from "./persist.ts";
+import { DeleteErrors } from "./deleteerrors.ts";
+import { LEVEL_BITS, MapForest, MIN_LEVEL_BITS } from "./maptree.ts";
+import { MetaStore, ROOT_FILE } from "./metastore.ts";
+import { checkPoolRecord, levelBitsOf, POOL_FORMAT, POOL_VERSION, type PoolRecord } from "./persist.ts";
 import { SpaceMap } from "./spacemap.ts";
 import {
-  type AutoextendEvent, type BlockNo, type CommitParticipant, DEFAULT_SETTINGS, type PoolSettings, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
+  type AutoextendEvent, type BlockNo, type DeferredDeleteError, type CommitParticipant, DEFAULT_SETTINGS, type PoolSettings, type DeviceId, type DeviceInfo, type DeviceUsage, MAX_BLOCK_SIZE,
   MAX_DEVICE_ID, MIN_BLOCK_SIZE, type PoolCreateOptions, type PoolOpenOptions, type PoolStatus, type ThinDevice, type VBlock,
 } from "./types.ts";
 
@@ -59,106 +64,170 @@ export class Pool {
   readonly #core: PoolCore;
   readonly #engine: CommitEngine;
   readonly #lock = new RwLock();
-  /** Called when the data file grew by itself (autoextend). */
+  /** Called when the data file grew by itself (autoextend); `on("autoextend", fn)` does the same. */
   onAutoextend: (event: AutoextendEvent) => void = () => {};
+  /**
+   * Called when a deferred deletion failed in the background (nobody awaits that work):
+   * it stays pending, is listed in `status().deferredDeleteErrors` and is retried at the
+   * next open. The command line prints it as a warning.
+   */
+  onDeferredDeleteError: (error: DeferredDeleteError) => void = () => {};
+  readonly #events: PoolEvents;
+  readonly #lowWater: LowWater;
   #closed = false;
   readonly #background = new Set<Promise<void>>();
   readonly #readahead: Readahead;
   #holdDeletions = false;
+  readonly #deleteErrors: DeleteErrors;
   readonly #unlock: () => Promise<void>;
 
   private constructor(dir: string, meta: MetaStore, record: PoolRecord, io: BlockIo, unlock: () => Promise<void>, readahead?: number) {
     this.dir = dir;
     this.#unlock = unlock;
     this.blockSize = record.blockSize;
+    this.#events = new PoolEvents(dir);
     const space = new SpaceMap(record.dataBlocks);
-    const forest = new MapForest(space, record.nextNodeId);
-    const file = path.join(dir, DATA_FILE);
+    const forest = new MapForest(space, record.nextNodeId, levelBitsOf(record));
+    const file = record.dataDevice ?? path.join(dir, DATA_FILE);
     let version = 0;
     const core: PoolCore = {
-      dir, blockSize: record.blockSize, meta, space, forest, io, devices: new Map(),
+      dir, blockSize: record.blockSize, dataDevice: record.dataDevice, meta, space, forest, io, devices: new Map(),
       metadataSize: record.metadataSize, settings: { ...DEFAULT_SETTINGS, ...record.settings }, changed: false,
-      autoextended: (event) => this.onAutoextend(event),
+      lowWater: { data: record.lowWater?.data === true, metadata: record.lowWater?.metadata === true },
+      autoextended: (event) => {
+        this.#events.emit("autoextend", event);
+        this.onAutoextend(event);
+      },
       nextVersion: () => ++version,
       ctx: {
         io, forest, space, blockSize: record.blockSize, file, key: `${file}#${randomUUID()}`, inflight: new Inflight(record.blockSize, file),
         reclaim: async () => {
-          if (space.pending.size === 0 || !this.#engine.implicitAllowed()) return false;
-          await this.#engine.commit();
-          return true;
+          if (space.pending.size === 0) return false;
+          return await this.#engine.commitIfAllowed();
         },
       },
     };
     this.#core = core;
+    this.#lowWater = new LowWater(this.#events, core.lowWater, () => {
+      core.changed = true;
+    });
     this.#engine = new CommitEngine(core, record);
     this.#readahead = new Readahead(core.ctx, readahead);
+    this.#deleteErrors = new DeleteErrors(dir);
   }
 
   /**
    * Creates a pool in `dir`: a sparse data file of `dataSize` bytes (nothing written)
    * and its metadata. EEXIST if `dir` already holds a pool; EINVAL for a block size that
    * is not a multiple of 64 KiB from 64 KiB to 1 GiB, or a data size under one block.
+   *
+   * With `dataDevice` (direct mode) the data lives on that block device, whose size is
+   * the pool's (or `dataSize` bytes of it); nothing is written to it. ENOTBLK for a path
+   * that is not a block device; EBUSY for one that is mounted, claimed, held by another
+   * device, partitioned, or holds a signature (a file system, LVM, a partition table).
    */
   static async create(dir: string, options: PoolCreateOptions & PoolOpenOptions): Promise<Pool> {
     const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
     if (!Number.isSafeInteger(blockSize) || blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE || blockSize % MIN_BLOCK_SIZE !== 0) {
       throw storeError("EINVAL", "create", dir, `block size '${blockSize}' must be a multiple of 64 KiB from 64 KiB to 1 GiB`);
     }
-    const dataSize = options.dataSize;
-    if (!Number.isSafeInteger(dataSize) || dataSize < blockSize) {
+    const dataDevice = options.dataDevice === undefined ? undefined : path.resolve(options.dataDevice);
+    const deviceSize = dataDevice === undefined ? undefined : await checkNewDataDevice(dataDevice);
+    const dataSize = options.dataSize ?? deviceSize;
+    if (!Number.isSafeInteger(dataSize) || dataSize! < blockSize) {
       throw storeError("EINVAL", "create", dir, `data size '${dataSize}' must be a whole number of bytes of at least one block (${blockSize})`);
+    }
+    if (deviceSize !== undefined && dataSize! > deviceSize) {
+      throw storeError("EINVAL", "create", dataDevice, `data size '${dataSize}' is more than the device's ${deviceSize} bytes; leave it out to use the whole device`);
     }
     const metadataSize = options.metadataSize ?? DEFAULT_METADATA_SIZE;
     if (!Number.isSafeInteger(metadataSize) || metadataSize <= 0) {
       throw storeError("EINVAL", "create", dir, `metadata size '${metadataSize}' must be a positive whole number of bytes`);
     }
+    const dataBlocks = Math.floor(dataSize! / blockSize);
+    checkBlocks(dataBlocks, blockSize, "create", dir);
+    const settings = checkSettings({ ...DEFAULT_SETTINGS, ...options.settings }, dir);
+    const levelBits = options.mapLevelBits ?? LEVEL_BITS;
+    if (!Number.isSafeInteger(levelBits) || levelBits < MIN_LEVEL_BITS || levelBits > LEVEL_BITS) {
+      throw storeError("EINVAL", "create", dir, `map level bits '${levelBits}' must be a whole number from ${MIN_LEVEL_BITS} to ${LEVEL_BITS}`);
+    }
     const metaDir = path.join(dir, METADATA_DIR);
     await fs.mkdir(metaDir, { recursive: true });
-    const meta = new MetaStore(metaDir);
-    if (await meta.readRoot() !== undefined) {
-      throw storeError("EEXIST", "create", dir, "a pool already exists here; open it with Pool.open");
-    }
-    const dataBlocks = Math.floor(dataSize / blockSize);
-    checkBlocks(dataBlocks, blockSize, "create", dir);
-    const fh = await fs.open(path.join(dir, DATA_FILE), "w");
+    // Held from the check to the open: two creators would both find no pool.
+    const unlock = await lockPool(dir);
     try {
-      await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
+      const meta = new MetaStore(metaDir);
+      if (await meta.readRoot() !== undefined) {
+        throw storeError("EEXIST", "create", dir, "a pool already exists here; open it with Pool.open");
+      }
+      if (dataDevice === undefined) {
+        const data = path.join(dir, DATA_FILE);
+        let fh: fs.FileHandle;
+        try {
+          // Never "w": a data file without a root record may be a pool that lost its root, all its data still there.
+          fh = await fs.open(data, "wx");
+        } catch (e) {
+          if (!hasCode(e, "EEXIST")) throw e;
+          throw storeError("EEXIST", "create", data, `a data file is here but no root record ('${path.join(metaDir, ROOT_FILE)}'): it may be a pool that lost its metadata; ` +
+            "recover it (restore a dump with 'thinstack restore', then 'thinstack repair'), or remove the data file to create a new pool here");
+        }
+        try {
+          await fh.truncate(dataBlocks * blockSize); // sparse: nothing is written
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      }
+      const record: PoolRecord = {
+        format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
+        nextNodeId: 1, devices: {}, segments: [], participants: {}, settings,
+        ...(dataDevice === undefined ? {} : { dataDevice }),
+        ...(levelBits !== LEVEL_BITS ? { mapLevelBits: levelBits } : {}),
+      };
+      await meta.switchRoot(record);
+      return await Pool.open(dir, options);
     } finally {
-      await fh.close();
+      await unlock();
     }
-    const record: PoolRecord = {
-      format: POOL_FORMAT, version: POOL_VERSION, transactionId: 0, blockSize, dataBlocks, metadataSize,
-      nextNodeId: 1, devices: {}, segments: [], participants: {},
-      settings: checkSettings({ ...DEFAULT_SETTINGS, ...options.settings }, dir),
-    };
-    await meta.switchRoot(record);
-    return Pool.open(dir, options);
   }
 
   /**
    * Opens the pool in `dir` at its last commit. ENOENT if there is none; EBUSY while another
-   * process has it open (a lock file holding its pid, taken over once that process is gone).
+   * process has it open (a lock file holding its pid, taken over once that process is gone),
+   * and EBUSY when this process has it open already (one instance per pool: two would remove
+   * each other's files).
    */
   static async open(dir: string, options: PoolOpenOptions = {}): Promise<Pool> {
-    const meta = new MetaStore(path.join(dir, METADATA_DIR));
-    let record: unknown;
-    try {
-      record = await meta.readRoot();
-    } catch (e) {
-      if (hasCode(e, "ENOTDIR")) record = undefined;
-      else throw e;
-    }
-    if (record === undefined) throw storeError("ENOENT", "open", dir, "no pool here; create one with Pool.create");
-    if (!checkPoolRecord(record)) throw storeError("EINVAL", "open", dir, "the pool record is not a thinstack pool of a version this build reads");
     if (options.readahead !== undefined && (!Number.isSafeInteger(options.readahead) || options.readahead < 0)) {
       throw storeError("EINVAL", "open", dir, `read-ahead '${options.readahead}' must be a whole number of bytes, 0 or more`);
     }
-    // Held until close: another process's open would remove this one's commit files.
-    const unlock = await lockPool(dir);
+    const meta = new MetaStore(path.join(dir, METADATA_DIR));
+    // A first look, so a directory without a pool gets ENOENT (and no lock file).
+    await readRecord(meta, dir);
+    // Held until close: another open (in this process or another) would remove this one's
+    // commit files. The record is read again under it: the last holder may have committed.
+    const unlockDir = await openLock(dir);
+    let record: PoolRecord;
+    // Direct mode: the device is claimed for as long as the pool is open (mounts, mkfs and
+    // other pools on it then fail with EBUSY).
+    let release = () => {};
+    try {
+      record = await readRecord(meta, dir);
+      if (record.dataDevice !== undefined) release = claimDevice(record.dataDevice);
+    } catch (e) {
+      await unlockDir();
+      throw e;
+    }
+    const unlock = async () => {
+      release();
+      await unlockDir();
+    };
     const io = BlockIo.acquire(options.ioThreads);
     const pool = new Pool(dir, meta, record, io, unlock, options.readahead);
     try {
       await pool.#load(record);
+      const deleting = new Set([...pool.#core.devices.values()].filter((d) => d.deleting).map((d) => d.id));
+      await pool.#deleteErrors.load(deleting, record.transactionId);
       // A deferred deletion a crash (or a close that did not settle) left: finish it now.
       if (options.resumeDeletions !== false) for (const dev of pool.#core.devices.values()) if (dev.deleting) pool.#finishDeletion(dev.id);
     } catch (e) {
@@ -171,6 +240,14 @@ export class Pool {
 
   async #load(record: PoolRecord): Promise<void> {
     const file = this.#core.ctx.file;
+    if (record.dataDevice !== undefined) {
+      const size = await blockDeviceSize(file);
+      if (size === 0) throw noMedia(file, "open");
+      if (size < record.dataBlocks * record.blockSize) {
+        throw storeError("EINVAL", "open", file, `the data device has ${size} bytes, the pool needs ${record.dataBlocks * record.blockSize}; grow it back (lvextend, or the loop device's file and 'losetup -c')`);
+      }
+      return await this.#engine.load(record);
+    }
     const dataFile = await fs.stat(file).catch(() => undefined);
     if (!dataFile) throw storeError("ENOENT", "open", file, "the pool's data file is missing");
     if (dataFile.size < record.dataBlocks * record.blockSize) {
@@ -190,14 +267,21 @@ export class Pool {
       try {
         // A write that failed in the background leaves nothing fit to commit: the pool
         // reopens at its last commit, and close reports the failure.
-        if (this.#core.changed) await this.#engine.commit();
-        else await this.#core.ctx.inflight.drain();
+        if (this.#core.changed) {
+          await this.#engine.commit();
+          // A mark this commit crossed is stored too, so the next open does not warn again.
+          this.#watch();
+          if (this.#core.changed) await this.#engine.commit();
+        } else await this.#core.ctx.inflight.drain();
       } catch (e) {
         failure = e;
         await this.#core.ctx.inflight.drain().catch(() => {});
       }
       this.#closed = true;
     });
+    this.#deferredDeleteErrors(); // drops what the last commit resolved
+    await this.#deleteErrors.save();
+    await this.#events.flush();
     await BlockIo.release();
     await this.#unlock();
     if (failure) throw failure;
@@ -210,7 +294,7 @@ export class Pool {
       if (!Number.isSafeInteger(size) || size <= 0) {
         throw storeError("EINVAL", "create_thin", `device ${id}`, `size '${size}' must be a positive whole number of bytes`);
       }
-      const height = heightFor(Math.ceil(size / this.blockSize));
+      const height = this.#core.forest.heightFor(Math.ceil(size / this.blockSize));
       this.#core.devices.set(id, { id, size, mapping: { root: null, height }, created: Date.now(), savedRoot: 0, version: this.#core.nextVersion() });
     });
   }
@@ -235,8 +319,10 @@ export class Pool {
    * Deletes a device: every block no other device sees goes back to free space at once.
    *
    * With `deferred` (Docker's dm.use_deferred_deletion) the device disappears at once, the
-   * deletion is committed as pending, and its blocks are freed in the background; a crash
-   * in between finishes the work at the next open. {@linkcode Pool.settle} waits for it.
+   * deletion is committed as pending (at once, unless an attached participant is in the
+   * middle of an operation: then with its next commit), and its blocks are freed in the
+   * background; a crash in between finishes the work at the next open. {@linkcode Pool.settle}
+   * waits for it.
    */
   async deleteDevice(id: DeviceId, options: { deferred?: boolean } = {}): Promise<void> {
     if (!options.deferred) {
@@ -246,7 +332,9 @@ export class Pool {
     }
     await this.#mutate("delete", async () => {
       this.#device(id, "delete").deleting = true;
-      await this.#engine.commit();
+      // Recorded at once where the participants allow a commit; else with their next one
+      // (the layer store, deleting a layer's device, has recorded it in its own root first).
+      await this.#engine.commitIfAllowed();
     });
     this.#finishDeletion(id);
   }
@@ -265,10 +353,24 @@ export class Pool {
       this.#drop(dev);
       // A participant in the middle of an operation: the freeing commits with its next commit
       // (a crash before that finishes the deletion again at open).
-      if (this.#engine.implicitAllowed()) await this.#engine.commit();
+      await this.#engine.commitIfAllowed();
     });
-    this.#background.add(work);
-    work.catch(() => {}).finally(() => this.#background.delete(work));
+    // Nobody awaits this work: its failure is reported, listed in status and kept; the
+    // deletion stays recorded as pending, for the next open.
+    const reported = work.catch(async (e) => {
+      const error = await this.#deleteErrors.record(id, e, this.#engine.transactionId);
+      try {
+        this.onDeferredDeleteError(error);
+      } catch {
+        /* a listener's failure is not the pool's */
+      }
+    });
+    this.#background.add(reported);
+    reported.finally(() => this.#background.delete(reported));
+  }
+
+  #deferredDeleteErrors(): DeferredDeleteError[] {
+    return this.#deleteErrors.list((id) => this.#core.devices.has(id), this.#engine.transactionId);
   }
 
   /**
@@ -326,6 +428,8 @@ export class Pool {
           checkRange(id, d.size, offset, bytes.byteLength, "write");
           d.version = core.nextVersion();
           await writeRange(core.ctx, id, d.mapping, offset, bytes);
+          // Before autoextend, so the mark warns even when the pool then grows past it.
+          this.#watch();
           await autoextend(core);
         }),
       discard: (offset, length) =>
@@ -355,6 +459,29 @@ export class Pool {
     return b < 0 ? undefined : b;
   }
 
+  /**
+   * thin_delta: the runs of virtual blocks in which device `left` and device `right`
+   * differ (`different`, `left_only`, `right_only`), and with `same` the runs they
+   * share, in block order. Read off the block maps, without reading data; map nodes the
+   * two share (a snapshot and its origin) are skipped whole, so the cost is what differs.
+   * ENOENT for a device that does not exist.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "thinstack";
+   * const pool = await Pool.create("/tmp/pool-delta", { dataSize: 1 << 24 });
+   * await pool.createThin(1, 1 << 24);
+   * await pool.device(1).write(0, new Uint8Array(4 * 65536).fill(1));
+   * await pool.createSnapshot(2, 1);
+   * await pool.device(2).write(65536, new Uint8Array(10)); // copies block 1
+   * console.log(await pool.delta(1, 2)); // [{ kind: "different", begin: 1, length: 1 }]
+   * await pool.close();
+   * ```
+   */
+  async delta(left: DeviceId, right: DeviceId, options: DeltaOptions = {}): Promise<DeltaRange[]> {
+    return await this.#lock.read(() => deltaMaps(this.#device(left, "delta").mapping, this.#device(right, "delta").mapping, options));
+  }
+
   /** Mapped, exclusive and shared block counts of a device (thin_ls). */
   usage(id: DeviceId): DeviceUsage {
     const dev = this.#device(id, "usage");
@@ -381,6 +508,7 @@ export class Pool {
       pendingFreeBlocks: space.pending.size,
       devices: this.devices().length,
       deferredDeletes: [...devices.values()].filter((d) => d.deleting).length,
+      deferredDeleteErrors: this.#deferredDeleteErrors(),
     };
   }
 
@@ -390,9 +518,9 @@ export class Pool {
    */
   commit(): Promise<void> {
     this.#open("commit");
-    return this.#lock.write(() => {
-      this.#engine.checkImplicit("commit");
-      return this.#engine.commit();
+    return this.#lock.write(async () => {
+      await this.#engine.commitOrRefuse("commit");
+      this.#watch();
     });
   }
 
@@ -400,8 +528,12 @@ export class Pool {
    * Grows the data file to `dataSize` bytes, or shrinks it when every block past the new
    * end is free. Shrinking below a block in use is refused with ENOSPC; a shrink commits
    * the open transaction before it cuts the file.
+   *
+   * In direct mode the device is never cut or grown: the pool grows up to the device's
+   * size (after an lvextend, or `losetup -c` of a grown loop file), or uses less of it;
+   * without `dataSize` it takes the whole device as it is now.
    */
-  resize(dataSize: number): Promise<void> {
+  resize(dataSize?: number): Promise<void> {
     return this.#mutate("resize", () => resize(this.#core, this.#engine, dataSize));
   }
 
@@ -415,6 +547,28 @@ export class Pool {
       this.#open("trim");
       return trim(this.#core);
     });
+  }
+
+  /**
+   * Calls `fn` for each `name` event until the returned function is called: `lowWater`
+   * when free data or metadata space crosses its low water mark (see
+   * {@linkcode PoolSettings}), `autoextend` when the pool grew by itself. Every event is
+   * also appended to `dir/events.log` (JSON lines, rotating), which
+   * `thinstack events --follow` reads from another process.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "thinstack";
+   * const pool = await Pool.create("/tmp/pool-events", { dataSize: 1 << 20, settings: { lowWaterMarkPercent: 50 } });
+   * const stop = pool.on("lowWater", (e) => console.log(e.space, e.crossed, `${e.freePercent}% free`));
+   * await pool.createThin(1, 1 << 20);
+   * await pool.device(1).write(0, new Uint8Array(10 * 65536)); // data below 50% free
+   * stop();
+   * await pool.close();
+   * ```
+   */
+  on<K extends PoolEventName>(name: K, fn: (event: PoolEventMap[K]) => void): () => void {
+    return this.#events.on(name, fn);
   }
 
   /** Changes operator settings; they are stored with the next commit. */
@@ -448,9 +602,14 @@ export class Pool {
     return this.#core.meta.read(name);
   }
 
-  /** Path of the data file. */
+  /** Path of the data file, or of the data device in direct mode. */
   get dataFile(): string {
     return this.#core.ctx.file;
+  }
+
+  /** Direct mode: the block device holding the data; undefined for a pool over a data file. */
+  get dataDevice(): string | undefined {
+    return this.#core.dataDevice;
   }
 
   /** The blocks no device sees and no commit still references: free for reuse (for trim). */
@@ -464,8 +623,18 @@ export class Pool {
       this.#open(syscall);
       this.#core.ctx.inflight.check();
       this.#core.changed = true;
-      return await fn();
+      try {
+        return await fn();
+      } finally {
+        this.#watch();
+      }
     });
+  }
+
+  /** Checks the low water marks against the space in use now (lowwater.ts). */
+  #watch(): void {
+    const { space, metadataSize, settings } = this.#core;
+    this.#lowWater.check({ data: { used: space.used, total: space.total }, metadata: { used: this.#engine.metadataUsed, total: metadataSize } }, settings);
   }
 
   #checkNewId(id: DeviceId, syscall: string): void {
@@ -487,4 +656,18 @@ export class Pool {
   #open(syscall: string): void {
     if (this.#closed) throw storeError("EBADF", syscall, this.dir, "the pool is closed; open it again with Pool.open");
   }
+}
+
+/** The root record of the pool whose metadata is `meta`: ENOENT without one, EINVAL for a foreign one. */
+async function readRecord(meta: MetaStore, dir: string): Promise<PoolRecord> {
+  let record: unknown;
+  try {
+    record = await meta.readRoot();
+  } catch (e) {
+    if (hasCode(e, "ENOTDIR")) record = undefined;
+    else throw e;
+  }
+  if (record === undefined) throw storeError("ENOENT", "open", dir, "no pool here; create one with Pool.create");
+  if (!checkPoolRecord(record)) throw storeError("EINVAL", "open", dir, "the pool record is not a thinstack pool of a version this build reads");
+  return record;
 }

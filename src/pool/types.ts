@@ -18,14 +18,30 @@ export const MAX_BLOCK_SIZE = 1024 * 1024 * 1024;
 
 /** Options of {@linkcode Pool.create}. */
 export interface PoolCreateOptions {
-  /** Size of the sparse data file in bytes; the pool's capacity. */
-  dataSize: number;
+  /**
+   * Size of the sparse data file in bytes; the pool's capacity. With `dataDevice`, the
+   * bytes of the device to use (default: all of it).
+   */
+  dataSize?: number;
+  /**
+   * Direct mode (the seed's direct-lvm, for production): the path of a block device that
+   * holds the data instead of the sparse file `dir/data`. Its size is the pool's; it must
+   * be unused (not mounted, no file system or other signature, no holders), and is
+   * claimed exclusively while the pool is open.
+   */
+  dataDevice?: string;
   /** Block size in bytes: a multiple of 64 KiB from 64 KiB to 1 GiB. Default 64 KiB. */
   blockSize?: number;
   /** Bytes of metadata the pool may use before commits fail with ENOSPC. Default 2 GiB. */
   metadataSize?: number;
   /** Operator settings; see {@linkcode PoolSettings}. */
   settings?: Partial<PoolSettings>;
+  /**
+   * Bits per level of the block maps' radix trees: nodes of 2^bits slots. Default 10
+   * (1,024 slots, what every real pool uses); fewer, from 2, give small devices deep
+   * trees, for tests of the tree code.
+   */
+  mapLevelBits?: number;
 }
 
 /**
@@ -42,14 +58,24 @@ export interface PoolSettings {
   autoextendThreshold: number;
   /** Percent by which the data file grows each time (thin_pool_autoextend_percent); 0 disables. */
   autoextendPercent: number;
+  /**
+   * Percent of data space that, once free space falls under it, makes the pool emit a
+   * `lowWater` event (dm-thin's low_water_mark); 0 disables. Independent of autoextend.
+   */
+  lowWaterMarkPercent: number;
+  /** The same for metadata space: percent of `metadataSize` free under which `lowWater` fires; 0 disables. */
+  metadataLowWaterMarkPercent: number;
 }
 
 /**
  * Defaults of {@linkcode PoolSettings}: Docker's 10% minimum free space; autoextend off
  * (an embedded pool does not grow behind its owner's back; the CLI's `init` turns it on
- * with the seed's profile values, 80% and 20%).
+ * with the seed's profile values, 80% and 20%); low water marks at 20% free, the
+ * counterpart of the profile's 80% threshold, warning before the minimum free space bites.
  */
-export const DEFAULT_SETTINGS: PoolSettings = { minFreeSpacePercent: 10, autoextendThreshold: 100, autoextendPercent: 20 };
+export const DEFAULT_SETTINGS: PoolSettings = {
+  minFreeSpacePercent: 10, autoextendThreshold: 100, autoextendPercent: 20, lowWaterMarkPercent: 20, metadataLowWaterMarkPercent: 20,
+};
 
 /** Options of {@linkcode Pool.open}. */
 export interface PoolOpenOptions {
@@ -85,8 +111,26 @@ export interface PoolStatus {
   devices: number;
   /** Devices deleted with `deferred` whose blocks are still being freed. */
   deferredDeletes: number;
+  /**
+   * Deferred deletions whose background work failed (here or in an earlier process):
+   * they stay pending and are retried at the next open; an entry goes once a commit
+   * records its device as gone.
+   */
+  deferredDeleteErrors: DeferredDeleteError[];
   /** The operator settings in force. */
   settings: PoolSettings;
+}
+
+/** A deferred deletion whose background work failed. */
+export interface DeferredDeleteError {
+  /** The device being deleted. */
+  device: DeviceId;
+  /** The error's code (EIO, ENOSPC, ...), when it had one. */
+  code?: string;
+  /** The error's message. */
+  message: string;
+  /** When it failed (ISO 8601). */
+  time: string;
 }
 
 /** Reported when the data file grew by itself. */
@@ -97,6 +141,29 @@ export interface AutoextendEvent {
   toBlocks: number;
   /** Data blocks in use: past the autoextend threshold of `fromBlocks`. */
   usedBlocks: number;
+}
+
+/**
+ * Free data or metadata space crossed its low water mark ({@linkcode PoolSettings}'s
+ * `lowWaterMarkPercent`, `metadataLowWaterMarkPercent`).
+ */
+export interface LowWaterEvent {
+  /** Which space: data (counted in blocks) or metadata (in bytes). */
+  space: "data" | "metadata";
+  /** "below": free space fell under the mark; "above": it is back at or over it (the mark is armed again). */
+  crossed: "below" | "above";
+  /** The mark, in percent of the total that is free. */
+  markPercent: number;
+  /** Free space now, in percent of the total (rounded down to 0.01). */
+  freePercent: number;
+  /** Free, used and total space, in `unit`s. */
+  free: number;
+  /** Used space. */
+  used: number;
+  /** Total space. */
+  total: number;
+  /** What the counts count. */
+  unit: "blocks" | "bytes";
 }
 
 /** A device as {@linkcode Pool.devices} lists it. */
@@ -149,11 +216,15 @@ export interface CommitParticipant {
   /** Names of metadata files this participant still needs after the commit. */
   liveFiles(): Iterable<string>;
   /**
-   * False while the participant's state is half-changed (in the middle of one of its own
-   * operations): the pool then does not commit by itself (to reclaim blocks, or after a
-   * deferred deletion), since the commit would pair new block maps with old tables.
+   * Asked when a commit the participant did not start begins (an application's
+   * `pool.commit()`, one that reclaims blocks, one after a deferred deletion). Returns a
+   * release when its state may be committed as it is now, and keeps it so — no operation
+   * of its own starts — until the pool calls the release after the commit; undefined while
+   * its state is half-changed (in the middle of one of its operations), since the commit
+   * would pair new block maps with half-changed tables. Deciding and holding are one step:
+   * an operation cannot start in between. Without it, the participant is always ready.
    */
-  allowsImplicitCommit?(): boolean;
+  holdForCommit?(): (() => void) | undefined;
   /** The commit that called `prepareCommit` is durable. */
   committed?(): void;
   /** The commit failed: what `prepareCommit` took stays pending. */

@@ -231,7 +231,7 @@ describe("thinstack CLI", { concurrency: true }, () => {
       await ts(["dump", "-o", dumpFile], r);
       assert.equal(await fs.readFile(dumpFile, "utf8"), dump1, "dump, restore, dump is byte-identical");
       const afterRestore = JSON.parse((await ts(["status", "--json"], r)).stdout);
-      assert.deepEqual(afterRestore.settings, { minFreeSpacePercent: 10, autoextendThreshold: 80, autoextendPercent: 20 });
+      assert.deepEqual(afterRestore.settings, { minFreeSpacePercent: 10, autoextendThreshold: 80, autoextendPercent: 20, lowWaterMarkPercent: 20, metadataLowWaterMarkPercent: 20 });
       assert.deepEqual([afterRestore.dataBlocks.used, afterRestore.needsCheck, afterRestore.mode], [m + c2.exclusive, false, "rw"]);
       assert.match((await ts(["check"], r)).stdout, /: no faults\n$/);
       assert.deepEqual(new Uint8Array((await ts(["cat", "c2:/data2.bin"], r)).bytes), data2);

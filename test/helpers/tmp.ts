@@ -18,8 +18,25 @@ export async function withTmp<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-/** Runs configured for fast-check: FUZZ_RUNS (set by `npm run fuzz`) scales every property test up. */
+/**
+ * The number of runs of a property test: `normal`, or FUZZ_RUNS (set by `npm run fuzz`)
+ * when that is more. Never 0: a FUZZ_RUNS that is set but not a whole number of at least
+ * 1 (empty, 0, "abc") is an error, as is a `normal` under 1, so a typo cannot turn a
+ * property test into one that checks nothing.
+ */
 export function runs(normal: number): number {
-  const fuzz = Number(process.env.FUZZ_RUNS ?? "");
-  return Number.isFinite(fuzz) && fuzz > 0 ? Math.max(fuzz, normal) : normal;
+  if (!Number.isSafeInteger(normal) || normal < 1) throw new Error(`runs(${normal}): a property test needs at least 1 run`);
+  const fuzz = countFromEnv("FUZZ_RUNS");
+  return fuzz === undefined ? normal : Math.max(fuzz, normal);
+}
+
+/** A count from environment variable `name`: undefined when unset; an error unless a whole number of at least 1. */
+export function countFromEnv(name: string): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isSafeInteger(n) || n < 1) {
+    throw new Error(`${name}='${raw}' must be a whole number, 1 or more (leave it unset for the normal count)`);
+  }
+  return n;
 }

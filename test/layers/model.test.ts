@@ -7,7 +7,8 @@
  * blocks must be exactly those the live file data occupies, and zero once every layer
  * is removed.
  *
- * FUZZ_RUNS scales the number of runs (`npm run fuzz`).
+ * FUZZ_RUNS scales the number of runs (`npm run fuzz`, see runs() in test/helpers/tmp.ts);
+ * FUZZ_OPS sets the most operations per run (80).
  */
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
@@ -16,10 +17,11 @@ import fc from "fast-check";
 import { LayerStore, type LayerFs } from "../../src/layers/mod.ts";
 import { describeLayer, plain, tempDir } from "./helpers.ts";
 import { MemFs } from "./memfs.ts";
+import { countFromEnv, runs } from "../helpers/tmp.ts";
 
 const stats = new Map<string, number>();
-const RUNS = Number(process.env.FUZZ_RUNS ?? 12);
-const MAX_OPS = Number(process.env.FUZZ_OPS ?? 80);
+const RUNS = runs(100);
+const MAX_OPS = countFromEnv("FUZZ_OPS") ?? 80;
 
 type Kind = "active" | "view" | "committed";
 interface ModelLayer { kind: Kind; parent: string; tree: MemFs }

@@ -8,8 +8,9 @@ import { compileFilters } from "../../src/layers/filter.ts";
 import { parseFlags } from "../../src/layers/flags.ts";
 import { decodeInode, encodeInode, type Extent, newInode, S_IFLNK, S_IFREG } from "../../src/layers/inode.ts";
 import { basename, components, dirname, isWithin, join } from "../../src/layers/path.ts";
+import { runs } from "../helpers/tmp.ts";
 
-const RUNS = Math.max(100, Number(process.env.FUZZ_RUNS ?? 0));
+const RUNS = runs(100);
 
 test("paths", () => {
   assert.deepEqual(components("//a/./b/../c/"), ["a", "b", "..", "c"]);

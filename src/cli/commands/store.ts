@@ -10,7 +10,7 @@ import { checkPool, repairPool } from "../../pool/check.ts";
 import { dumpPool, restorePool } from "../../pool/dump.ts";
 import { DATA_FILE, METADATA_DIR } from "../../pool/pool.ts";
 import { checkDataSize, percentArg, sizeArg } from "../args.ts";
-import { hasStore, openStore, out, rootOf, withExisting, withStore } from "../context.ts";
+import { deleteErrorLine, hasStore, openStore, out, rootOf, withExisting, withStore } from "../context.ts";
 import { withLock } from "../../common/pidlock.ts";
 import { infoFields, offlineStatus, statusLine } from "../info.ts";
 import { errorLine, Exit, fields, json } from "../output.ts";
@@ -19,14 +19,17 @@ const exists = (p: string) => fs.lstat(p).then(() => true, () => false);
 
 export function storeCommands(cmd: Command): void {
   cmd.command("init")
-    .description("create a store: a thin pool over a sparse data file, and its base device")
-    .option("--data-size <size>", "data file size (dm.loopdatasize)", sizeArg, 100 * GiB)
+    .description("create a store: a thin pool over a sparse data file (or a block device: direct mode), and its base device")
+    .option("--data-size <size>", "data file size (dm.loopdatasize); on a data device, all of it unless given", sizeArg, 100 * GiB)
+    .option("--data-device <dev>", "direct mode (direct-lvm): keep the data on this unused block device, not in a data file (dm.directlvm_device)")
     .option("--metadata-size <size>", "metadata space (dm.loopmetadatasize)", sizeArg, 2 * GiB)
     .option("--block-size <size>", "pool block size, a multiple of 64K up to 1G (dm.blocksize)", sizeArg, 64 * KiB)
     .option("--base-size <size>", "size of the base device every layer snapshots (dm.basesize)", sizeArg, 10 * GiB)
     .option("--min-free-space <pct>", "free data space below which new layers fail (dm.min_free_space)", percentArg, 10)
     .option("--autoextend-threshold <pct>", "data use past which the pool grows; 100 disables", percentArg, 80)
     .option("--autoextend-percent <pct>", "how much the pool grows each time", percentArg, 20)
+    .option("--low-water-mark <pct>", "free data space under which the pool emits a lowWater event (dm-thin's low_water_mark); 0 disables", percentArg, 20)
+    .option("--metadata-low-water-mark <pct>", "free metadata space under which the pool emits a lowWater event; 0 disables", percentArg, 20)
     .action(async (o, c: Command) => {
       const root = rootOf(c);
       const refuseExisting = () => {
@@ -37,7 +40,9 @@ export function storeCommands(cmd: Command): void {
         throw storeError("EINVAL", "init", root, `--base-size ${formatBytes(o.baseSize)} must be a whole number of 4 KiB pages and at least one pool block (${formatBytes(o.blockSize)})`);
       }
       if (o.minFreeSpace > 99) throw storeError("EINVAL", "init", root, `--min-free-space ${o.minFreeSpace}% leaves no space for layers; use at most 99%`);
-      checkDataSize(o.dataSize, o.blockSize, "init", root, false);
+      // With a data device, the size is the device's unless one is given.
+      const dataSize: number | undefined = o.dataDevice !== undefined && c.getOptionValueSource("dataSize") === "default" ? undefined : o.dataSize;
+      if (dataSize !== undefined) checkDataSize(dataSize, o.blockSize, "init", root, false);
       // What init may leave behind when it fails half-way, and so must take away again.
       const before = { root: await exists(root), data: await exists(path.join(root, DATA_FILE)), meta: await exists(path.join(root, METADATA_DIR)) };
       await fs.mkdir(root, { recursive: true });
@@ -48,8 +53,11 @@ export function storeCommands(cmd: Command): void {
           refuseExisting(); // another init may have won the race
           ours = true;
           const store = await LayerStore.open(root, {
-            create: true, dataSize: o.dataSize, metadataSize: o.metadataSize, blockSize: o.blockSize, baseSize: o.baseSize,
-            settings: { minFreeSpacePercent: o.minFreeSpace, autoextendThreshold: o.autoextendThreshold, autoextendPercent: o.autoextendPercent },
+            create: true, dataSize, dataDevice: o.dataDevice, metadataSize: o.metadataSize, blockSize: o.blockSize, baseSize: o.baseSize,
+            settings: {
+              minFreeSpacePercent: o.minFreeSpace, autoextendThreshold: o.autoextendThreshold, autoextendPercent: o.autoextendPercent,
+              lowWaterMarkPercent: o.lowWaterMark, metadataLowWaterMarkPercent: o.metadataLowWaterMark,
+            },
           });
           const s = store.pool.status();
           await store.close();
@@ -65,7 +73,7 @@ export function storeCommands(cmd: Command): void {
         }
         throw e;
       }
-      out(`Created a store in ${root}: data ${formatBytes(made.data)}, blocks ${formatBytes(made.block)}, base device ${formatBytes(made.base)}\n`);
+      out(`Created a store in ${root}: data ${formatBytes(made.data)}${o.dataDevice ? ` on ${path.resolve(o.dataDevice)}` : ""}, blocks ${formatBytes(made.block)}, base device ${formatBytes(made.base)}\n`);
     });
 
   cmd.command("info")
@@ -97,7 +105,8 @@ export function storeCommands(cmd: Command): void {
           const report = await checkPool(root);
           const needsCheck = report.faults.length > 0;
           const line = statusLine(store.pool.status(), needsCheck);
-          out(o.json ? json({ ...store.pool.status(), mode: line.split(" ")[4], needsCheck }) : line + "\n");
+          const errors = store.pool.status().deferredDeleteErrors;
+          out(o.json ? json({ ...store.pool.status(), mode: line.split(" ")[4], needsCheck }) : line + "\n" + errors.map((e) => `${deleteErrorLine(e)}\n`).join(""));
         } finally {
           await store.close();
         }
@@ -105,11 +114,14 @@ export function storeCommands(cmd: Command): void {
     });
 
   cmd.command("resize")
-    .description("grow (or shrink, down to what is used) the data file")
-    .requiredOption("--data-size <size>", "the new data file size", sizeArg)
+    .description("grow (or shrink, down to what is used) the data file; in direct mode, follow the device's size (after lvextend or losetup -c)")
+    .option("--data-size <size>", "the new data size (required for a data file; default in direct mode: the whole device)", sizeArg)
     .action((o, c: Command) =>
       withStore(c, async (store, root) => {
-        checkDataSize(o.dataSize, store.pool.blockSize, "resize", root, true);
+        if (o.dataSize === undefined && store.pool.dataDevice === undefined) {
+          throw storeError("EINVAL", "resize", root, "--data-size is required for a store over a data file (only direct mode follows its device)");
+        }
+        if (o.dataSize !== undefined) checkDataSize(o.dataSize, store.pool.blockSize, "resize", root, true);
         await store.pool.resize(o.dataSize);
         await store.pool.commit();
         out(`Data space is now ${formatBytes(store.pool.status().dataBlocks.total * store.pool.blockSize)}\n`);
@@ -177,7 +189,7 @@ export function storeCommands(cmd: Command): void {
     });
 
   cmd.command("trim")
-    .description("give free blocks back to the host by punching holes in the data file")
+    .description("give free blocks back to the host: punch holes in the data file, or discard them on the data device (BLKDISCARD)")
     .action((_o, c: Command) =>
       withStore(c, async (store) => {
         await store.pool.settle(); // deferred removals an earlier rm left: their blocks are free first
