@@ -37,18 +37,34 @@ declare const Deno: unknown;
 /** Where node:zlib deflates off the calling thread (Node), it is used as is. */
 const DEFAULT_MODE: GzipMode = typeof Deno === "undefined" ? "zlib" : "worker";
 
+/** Options of {@linkcode gzip}. */
+export interface GzipOptions {
+  /** Deflate level, 1 (fastest) to 9 (smallest). Default {@linkcode GZIP_LEVEL}, as `exportImage` writes layers (the same digests). */
+  level?: number;
+  /** Where deflate runs; default node:zlib's threads under Node, a worker thread of ours under Deno. */
+  mode?: GzipMode;
+}
+
 /**
- * `input` gzipped (level 6, Node's fixed header: the same input gives the same bytes).
- * Chunks of `input` are the gzip's to give back (chunks.ts) once they are copied to the
- * worker; output chunks may be given back by whoever is done with them.
+ * `input` gzipped with Node's fixed header (the same input and level give the same
+ * bytes), deflated off the calling thread under both runtimes, so a caller that streams
+ * a layer (a registry upload) makes the tar while deflate runs. Several streams at once
+ * are deflated on as many threads (up to 4). Chunks of `input` are the gzip's to give
+ * back (chunks.ts) once it has copied or consumed them; output chunks may be given back
+ * by whoever is done with them.
+ *
+ * @throws EINVAL: a level that is not a whole number from 1 to 9.
  *
  * @example
  * ```ts ignore
- * await writeChunks("layer.tar.gz", gzip(changeset(source)));
+ * import { interchange } from "thinstack";
+ * for await (const chunk of interchange.gzip(store.diff("ctr-1"))) upload(chunk);
  * ```
  */
-export function gzip(input: AsyncIterable<Uint8Array>, mode: GzipMode = DEFAULT_MODE): AsyncGenerator<Uint8Array> {
-  return mode === "zlib" ? pump(input, zlib.createGzip({ level: GZIP_LEVEL, ...ZLIB })) : workerGzip(input);
+export function gzip(input: AsyncIterable<Uint8Array>, options: GzipOptions = {}): AsyncGenerator<Uint8Array> {
+  const level = options.level ?? GZIP_LEVEL;
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw storeError("EINVAL", "gzip", "layer", `gzip level '${level}' is not a whole number from 1 to 9`);
+  return (options.mode ?? DEFAULT_MODE) === "zlib" ? pump(input, zlib.createGzip({ level, ...ZLIB })) : workerGzip(input, level);
 }
 
 /** The task that runs one stream on a gzip worker; the stream's messages go over `port`. */
@@ -97,7 +113,7 @@ function pool(): Piscina {
   });
 }
 
-async function* workerGzip(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+async function* workerGzip(input: AsyncIterable<Uint8Array>, level: number): AsyncGenerator<Uint8Array> {
   const { port1: port, port2 } = new MessageChannel();
   const ready: Uint8Array[] = [];
   const free: ArrayBuffer[] = [];
@@ -134,7 +150,7 @@ async function* workerGzip(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uin
 
   const rooms = Array.from({ length: ROOMS }, () => takeChunk().buffer as ArrayBuffer);
   const abort = new AbortController();
-  const task: GzipTask = { port: port2, level: GZIP_LEVEL, chunkSize: ZLIB.chunkSize, rooms };
+  const task: GzipTask = { port: port2, level, chunkSize: ZLIB.chunkSize, rooms };
   // The task ends once "done" (or "error") is posted; the port delivers it, maybe after.
   const running = pool().run(task, { transferList: [port2 as unknown as ArrayBuffer, ...rooms], signal: abort.signal }).then(
     () => {},

@@ -2,7 +2,8 @@
  * Layer gzip (src/interchange/gzip.ts) on node:zlib's threads and in a worker thread of
  * ours: both gunzip to their input; under Node both give the bytes node:zlib gives in
  * one call at level 6, however the input is cut up, and the worker's bytes never depend
- * on the cuts (Deno's node:zlib gives other bytes for other write sizes); failures of the
+ * on the cuts (Deno's node:zlib gives other bytes for other write sizes); the level is the
+ * one asked for, and one outside 1..9 is EINVAL; failures of the
  * input reach the reader; a reader that stops early or stops reading holds neither a
  * worker nor memory beyond a few MiB.
  */
@@ -57,7 +58,7 @@ for (const mode of MODES) {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 0, max: 3 * CHUNK_SIZE }), fc.integer(), fc.array(fc.nat(), { maxLength: 12 }), async (length, seed, cuts) => {
         const bytes = mixed(length, seed);
-        const out = await collect(gzip(pieces(bytes, cuts), mode));
+        const out = await collect(gzip(pieces(bytes, cuts), { mode }));
         assert.deepEqual(new Uint8Array(zlib.gunzipSync(out)), bytes);
         const want = reference(bytes);
         if (want) assert.deepEqual(out, want);
@@ -72,7 +73,7 @@ for (const mode of MODES) {
       await fc.assert(
         fc.asyncProperty(fc.integer({ min: 0, max: 3 * CHUNK_SIZE }), fc.integer(), fc.array(fc.nat(), { maxLength: 12 }), async (length, seed, cuts) => {
           const bytes = mixed(length, seed);
-          assert.deepEqual(await collect(gzip(pieces(bytes, cuts), mode)), await collect(gzip(pieces(bytes, [4096, 65536 + 7]), mode)));
+          assert.deepEqual(await collect(gzip(pieces(bytes, cuts), { mode })), await collect(gzip(pieces(bytes, [4096, 65536 + 7]), { mode })));
         }),
         { numRuns: runs(6) },
       );
@@ -90,7 +91,7 @@ for (const mode of MODES) {
       }
     }
     const out: Uint8Array[] = [];
-    for await (const c of gzip(chunks(), mode)) {
+    for await (const c of gzip(chunks(), { mode })) {
       out.push(c.slice());
       giveChunk(c);
     }
@@ -105,9 +106,9 @@ for (const mode of MODES) {
       yield mixed(3 * CHUNK_SIZE, 7);
       throw Object.assign(new Error("disk gone"), { code: "EIO" });
     }
-    await assert.rejects(collect(gzip(failing(), mode)), { message: "disk gone" });
+    await assert.rejects(collect(gzip(failing(), { mode })), { message: "disk gone" });
     const bytes = mixed(100_000, 3);
-    assert.deepEqual(new Uint8Array(zlib.gunzipSync(await collect(gzip(pieces(bytes, [10, 5000]), mode)))), bytes);
+    assert.deepEqual(new Uint8Array(zlib.gunzipSync(await collect(gzip(pieces(bytes, [10, 5000]), { mode })))), bytes);
   });
 
   test(`gzip (${mode}): a reader that stops early closes the input, and one that stops reading holds the input back`, async () => {
@@ -125,7 +126,7 @@ for (const mode of MODES) {
         closed = true;
       }
     }
-    const it = gzip(endless(), mode);
+    const it = gzip(endless(), { mode });
     const first = await it.next();
     assert.ok(first.value && first.value.length > 0);
     // Let deflate run as far as it may while nobody reads: until the input stops moving.
@@ -139,6 +140,18 @@ for (const mode of MODES) {
     await it.return(undefined);
     assert.ok(closed, "the input was closed");
     const bytes = mixed(70_000, 9);
-    assert.deepEqual(new Uint8Array(zlib.gunzipSync(await collect(gzip(pieces(bytes, [1]), mode)))), bytes);
+    assert.deepEqual(new Uint8Array(zlib.gunzipSync(await collect(gzip(pieces(bytes, [1]), { mode })))), bytes);
   });
 }
+
+test("gzip: another level gives that level's bytes (under Node those of zlib.gzipSync), in both modes; a level outside 1..9 is EINVAL", async () => {
+  const bytes = mixed(3 * CHUNK_SIZE + 99, 11);
+  for (const level of [1, 9]) {
+    const outs = await Promise.all(MODES.map(async (mode) => await collect(gzip(pieces(bytes, [70_000]), { level, mode }))));
+    for (const out of outs) assert.deepEqual(new Uint8Array(zlib.gunzipSync(out)), bytes);
+    if (!isDeno) for (const out of outs) assert.deepEqual(out, new Uint8Array(zlib.gzipSync(bytes, { level })));
+  }
+  const six = await collect(gzip(pieces(bytes, [5]), { mode: "worker" }));
+  assert.notDeepEqual(await collect(gzip(pieces(bytes, [5]), { level: 1, mode: "worker" })), six);
+  for (const level of [0, 10, 1.5, Number.NaN]) assert.throws(() => gzip(pieces(bytes, []), { level }), { code: "EINVAL" });
+});
