@@ -48,8 +48,8 @@ async function exists(path: string): Promise<boolean> {
   return await fsp.stat(path).then(() => true, (e) => (hasCode(e, "ENOENT") ? false : Promise.reject(e)));
 }
 
-/** Layers compressed at once, at most. */
-const PARALLEL = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
+/** Layers compressed at once, at most: one per core, up to 4. */
+export const PARALLEL = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
 
 /** `fn` of each item, at most `limit` running at once, results in order; the first failure is thrown once all have ended. */
 async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
