@@ -8,6 +8,8 @@ import { METADATA_DIR } from "../pool/pool.ts";
 import { ROOT_FILE } from "../pool/metastore.ts";
 import type { AutoextendEvent, DeferredDeleteError, LowWaterEvent } from "../pool/types.ts";
 import { withLock } from "../common/pidlock.ts";
+import { storeError } from "../common/errors.ts";
+import { findDaemon } from "../daemon/record.ts";
 import { printOut } from "./stdout.ts";
 
 /** The store directory: --root, else $THINSTACK_ROOT, else ./.thinstack. */
@@ -68,10 +70,31 @@ export function lowWaterLine(e: LowWaterEvent): string {
  */
 export async function withExisting<T>(root: string, fn: () => Promise<T>): Promise<T> {
   if (!hasStore(root)) throw noStore(root);
-  return await withLock(root, () => {
+  return await withStoreLock(root, () => {
     if (!hasStore(root)) throw noStore(root); // removed while we waited
     return fn();
   });
+}
+
+/**
+ * Runs `fn` holding the lock of the store in `root` (a directory that must exist); when a
+ * running `thinstack serve` holds it, the EBUSY says so.
+ */
+export async function withStoreLock<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await withLock(root, fn);
+  } catch (e) {
+    throw await servedHint(root, e);
+  }
+}
+
+/** A lock refused because `thinstack serve` owns the store: say so, and what works meanwhile. */
+async function servedHint(root: string, e: unknown): Promise<unknown> {
+  if ((e as { code?: string; syscall?: string })?.code !== "EBUSY" || (e as { syscall?: string }).syscall !== "lock") return e;
+  const daemon = await findDaemon(root);
+  if (!daemon) return e;
+  return storeError("EBUSY", "lock", root,
+    `'thinstack serve' (process ${daemon.pid}, socket '${daemon.address}') owns the store; ls, inspect, usage, info, prepare, view, commit and rm go through it, other commands need it stopped (SIGTERM)`);
 }
 
 /** Opens the store (holding its lock), runs `fn`, and closes it (committing) whatever happens. */

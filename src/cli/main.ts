@@ -16,6 +16,7 @@ import { storeCommands } from "./commands/store.ts";
 import { layerCommands } from "./commands/layers.ts";
 import { fileCommands } from "./commands/files.ts";
 import { imageCommands } from "./commands/images.ts";
+import { serveCommands } from "./commands/serve.ts";
 import { mountCommands } from "./commands/mount.ts";
 import { poolCommands } from "./commands/pool.ts";
 import { showSizeDefaults } from "./args.ts";
@@ -36,6 +37,7 @@ export function program(): Command {
   layerCommands(cmd);
   fileCommands(cmd);
   imageCommands(cmd);
+  serveCommands(cmd);
   mountCommands(cmd);
   showSizeDefaults(cmd);
   // Usage errors as one line, like every other error, naming where the usage is.

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import type { Ino } from "../layers/inode.ts";
+import type { Ino, Inode } from "../layers/inode.ts";
 import type { Layer } from "../layers/layer.ts";
 import type { LayerNodes } from "../layers/nodes.ts";
 import { isWithin, type LayerPath } from "../layers/path.ts";
@@ -65,6 +65,13 @@ export interface FuseNode {
   nlookup: number;
   /** A shared node's names the kernel may hold, keyed `parent/name`. */
   dentries?: Map<string, Dentry>;
+  /**
+   * An unshared file whose last link went while the kernel still holds its node: what
+   * it was, so the attribute requests that still come for it (the writeback cache
+   * flushing its times at syncfs) are answered as a local file system answers them for
+   * an unlinked inode that is still referenced, instead of ENOENT.
+   */
+  gone?: Inode;
 }
 
 /**

@@ -209,12 +209,26 @@ export class Session {
     return attrOf(node.ino, inode);
   }
 
-  /** The inode a node stands for now: a shared node's fixed version, else what its layer sees. ENOENT when gone. */
+  /**
+   * The inode a node stands for now: a shared node's fixed version, else what its layer
+   * sees, else (its last link gone) what it was. ENOENT when none of these.
+   */
   async inode(node: FuseNode): Promise<Inode> {
     const nodes = node.served!.nodes;
-    const inode = node.shared ? await nodes.held(node.layer!, node.ino) : (await nodes.stat(node.ino))?.inode;
+    const inode = node.shared ? await nodes.held(node.layer!, node.ino) : (await nodes.stat(node.ino))?.inode ?? node.gone;
     if (!inode) throw storeError("ENOENT", "stat", `node ${node.id}`, "the file is gone");
     return inode;
+  }
+
+  /**
+   * After an unlink or a rename over it: if `ino` (which was `before`) lost its last
+   * link and the store freed it while the kernel still holds its node, keep what it was
+   * on the node (see `FuseNode.gone`).
+   */
+  async lastLinkGone(served: ServedLayer, ino: Ino, before: Inode): Promise<void> {
+    const node = this.table.fileNode(served, ino);
+    if (!node || (await served.nodes.stat(ino))) return;
+    node.gone = { ...before, nlink: 0, ctimeMs: Date.now(), xattrs: before.xattrs && new Map(before.xattrs) };
   }
 
   /** The attributes of a served root listing layers. */

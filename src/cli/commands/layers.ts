@@ -1,8 +1,9 @@
 /** Layer lifecycle commands: prepare, view, commit, rm, ls, inspect, usage. @module */
 import type { Command } from "commander";
 import { formatIec } from "../../common/units.ts";
-import type { LayerInfo, LayerStore } from "../../layers/mod.ts";
-import { out, withStore } from "../context.ts";
+import type { LayerInfo } from "../../layers/mod.ts";
+import { type LayerAccess, withLayers } from "../access.ts";
+import { out } from "../context.ts";
 import { errorLine, Exit, json, table } from "../output.ts";
 
 /** The layer tree as indented lines, children under their parent, by name. */
@@ -26,22 +27,23 @@ export function layerTree(layers: LayerInfo[]): string {
   return lines.join("\n") + (lines.length ? "\n" : "");
 }
 
-async function usageRows(store: LayerStore, keys: string[]) {
+async function usageRows(store: LayerAccess, keys: string[]) {
   const rows = [];
   for (const key of keys) {
     const u = await store.usage(key);
-    const blocks = store.blockUsage(key);
+    const blocks = await store.blockUsage(key);
     rows.push({ key, size: u.size, inodes: u.inodes, ...blocks });
   }
   return rows;
 }
 
+/** The layer commands; while `thinstack serve` owns the store they go through it (see access.ts). */
 export function layerCommands(cmd: Command): void {
   cmd.command("prepare")
     .description("make a writable (active) layer, a snapshot of PARENT if given")
     .argument("<key>").argument("[parent]", "a committed layer")
     .action((key: string, parent: string | undefined, _o, c: Command) =>
-      withStore(c, async (store) => {
+      withLayers(c, async (store) => {
         await store.prepare(key, parent);
         out(`${key}\n`);
       }));
@@ -50,7 +52,7 @@ export function layerCommands(cmd: Command): void {
     .description("make a read-only layer over PARENT")
     .argument("<key>").argument("<parent>", "a committed layer")
     .action((key: string, parent: string, _o, c: Command) =>
-      withStore(c, async (store) => {
+      withLayers(c, async (store) => {
         await store.view(key, parent);
         out(`${key}\n`);
       }));
@@ -59,7 +61,7 @@ export function layerCommands(cmd: Command): void {
     .description("turn active layer KEY into committed layer NAME")
     .argument("<name>").argument("<key>")
     .action((name: string, key: string, _o, c: Command) =>
-      withStore(c, async (store) => {
+      withLayers(c, async (store) => {
         await store.commit(name, key);
         out(`${name}\n`);
       }));
@@ -68,12 +70,12 @@ export function layerCommands(cmd: Command): void {
     .description("remove layers; their blocks are freed in the background (deferred deletion)")
     .argument("<keys...>")
     .action((keys: string[], _o, c: Command) =>
-      withStore(c, async (store) => {
+      withLayers(c, async (store) => {
         // As docker rm: every key is tried; each failure is one line, and the exit code 1.
         let failed = 0;
         for (const key of keys) {
           try {
-            await store.remove(key, { deferred: true });
+            await store.remove(key);
             out(`${key}\n`);
           } catch (e) {
             if (keys.length === 1) throw e;
@@ -89,7 +91,7 @@ export function layerCommands(cmd: Command): void {
     .option("--json", "print JSON")
     .option("--tree", "print the layer tree")
     .action((o, c: Command) =>
-      withStore(c, async (store) => {
+      withLayers(c, async (store) => {
         const layers = await store.list();
         if (o.json) return out(json(layers));
         if (o.tree) return out(layerTree(layers));
@@ -100,7 +102,7 @@ export function layerCommands(cmd: Command): void {
     .description("a layer's record and usage, as JSON")
     .argument("<key>")
     .action((key: string, _o, c: Command) =>
-      withStore(c, async (store) => {
+      withLayers(c, async (store) => {
         const info = await store.stat(key);
         const [usage] = await usageRows(store, [key]);
         out(json({ ...info, usage }));
@@ -111,7 +113,7 @@ export function layerCommands(cmd: Command): void {
     .argument("[keys...]")
     .option("--json", "print JSON")
     .action((keys: string[], o, c: Command) =>
-      withStore(c, async (store) => {
+      withLayers(c, async (store) => {
         const names = keys.length ? keys : (await store.list()).map((l) => l.name);
         const rows = await usageRows(store, names);
         if (o.json) return out(json(rows));

@@ -12,7 +12,8 @@ import { DATA_FILE, METADATA_DIR } from "../../pool/pool.ts";
 import { checkDataSize, percentArg, sizeArg } from "../args.ts";
 import { deleteErrorLine, hasStore, openStore, out, rootOf, withExisting, withStore } from "../context.ts";
 import { withLock } from "../../common/pidlock.ts";
-import { infoFields, offlineStatus, statusLine } from "../info.ts";
+import { offlineStatus, statusLine } from "../info.ts";
+import { withLayers } from "../access.ts";
 import { errorLine, Exit, fields, json } from "../output.ts";
 
 const exists = (p: string) => fs.lstat(p).then(() => true, () => false);
@@ -80,8 +81,8 @@ export function storeCommands(cmd: Command): void {
     .description("the devicemapper fields of `docker info`")
     .option("--json", "print JSON")
     .action((o, c: Command) =>
-      withStore(c, async (store, root) => {
-        const f = infoFields(store.pool, root, store.baseSize);
+      withLayers(c, async (store) => {
+        const f = await store.info();
         out(o.json ? json(Object.fromEntries(f)) : `Storage Driver: thinstack\n${fields(f)}`);
       }, { reportOnly: true }));
 

@@ -8,7 +8,7 @@
  */
 import { Buffer } from "node:buffer";
 import { storeError } from "../../common/errors.ts";
-import { isLink } from "../../layers/inode.ts";
+import { isLink, S_IFMT } from "../../layers/inode.ts";
 import type { AttrChanges } from "../../layers/nodes.ts";
 import { Reply, type Request } from "../codec.ts";
 import type { FuseNode, ServedLayer } from "../nodetable.ts";
@@ -60,6 +60,19 @@ export function registerAttrs(s: Session): void {
       if (c.mtimeMs === undefined || Math.abs(c.mtimeMs - inode.mtimeMs) < 1) {
         return Reply.of(Size.ATTR_OUT).attrOut(s.timeouts(node.served, node).attr, attrOf(node.ino, inode));
       }
+    }
+    if (node.gone && !(await node.served!.nodes.stat(node.ino))) {
+      // Nothing is stored for a file whose last link went and that no handle keeps:
+      // the change lives on the node until the kernel forgets it, as in a local inode.
+      if (c.size !== undefined) throw storeError("ENOENT", "truncate", `node ${node.id}`, "the file is gone");
+      const g = node.gone;
+      if (c.mode !== undefined) g.mode = (g.mode & S_IFMT) | (c.mode & 0o7777);
+      if (c.uid !== undefined) g.uid = c.uid;
+      if (c.gid !== undefined) g.gid = c.gid;
+      if (c.atimeMs !== undefined) g.atimeMs = c.atimeMs;
+      if (c.mtimeMs !== undefined) g.mtimeMs = c.mtimeMs;
+      g.ctimeMs = c.ctimeMs ?? now;
+      return Reply.of(Size.ATTR_OUT).attrOut(s.timeouts(node.served, node).attr, attrOf(node.ino, g));
     }
     const handle = valid & Fattr.FH ? s.handles.get(fh) : undefined;
     const served = changeTarget(s, req, node, handle?.kind === "file" ? handle.served : undefined);

@@ -80,10 +80,11 @@ export function registerEntries(s: Session): void {
     const parent = s.dir(req);
     const name = req.cstring();
     const served = s.changing(parent, "unlink");
-    const ino = s.options.share ? (await served.nodes.lookup(parent.ino, parent.path, name))?.ino : undefined;
-    const done = s.shared.watch(served, [ino]);
+    const found = await served.nodes.lookup(parent.ino, parent.path, name);
+    const done = s.shared.watch(served, [found?.ino]);
     await served.nodes.unlink(parent.ino, parent.path, name);
     done();
+    if (found) await s.lastLinkGone(served, found.ino, found.inode);
     return Reply.of(0);
   });
 
@@ -129,6 +130,7 @@ export function registerEntries(s: Session): void {
       if (other) s.table.sawName(other, from, oldName);
     }
     done();
+    if (dst && !exchange && dst.ino !== src.ino) await s.lastLinkGone(served, dst.ino, dst.inode);
     return Reply.of(0);
   };
 
