@@ -43,8 +43,14 @@ export type { Typed } from "./src/layers/stats.ts";
 /** Shapes the layer store's image and changeset methods take and return. */
 export type {
   ApplyOptions, ApplyResult, ByteSource, ByteTaps, Change, CheckoutOptions, CheckoutReport, CreateImageOptions, Digest, ExportOptions, ExportResult,
-  History, ImageConfig, ImageRecord, ImportOptions, ImportResult, Platform,
+  History, ImageConfig, ImageRecord, ImportOptions, ImportResult, LayerBlobRecord, Platform,
 } from "./src/interchange/mod.ts";
+/** Shapes the image store's pull and push take and return. */
+export type {
+  ClientOptions, Credentials, PullOptions, PullResult, PushedLayer, PushOptions, PushResult, RetryPolicy, TransferEvent, TransferState,
+} from "./src/registry/mod.ts";
+/** Registries on their own: references, credentials, platforms, and pull/push for any `LayerHost` and `ImageCatalog`. */
+export * as registry from "./src/registry/mod.ts";
 /**
  * The interchange layer on its own: tar reading and writing, OCI apply rules, changesets,
  * OCI layouts and docker-save archives, ChainIDs, for stores other than `LayerStore`.

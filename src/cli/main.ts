@@ -16,6 +16,7 @@ import { storeCommands } from "./commands/store.ts";
 import { layerCommands } from "./commands/layers.ts";
 import { fileCommands } from "./commands/files.ts";
 import { imageCommands } from "./commands/images.ts";
+import { registryCommands } from "./commands/registry.ts";
 import { serveCommands } from "./commands/serve.ts";
 import { mountCommands } from "./commands/mount.ts";
 import { poolCommands } from "./commands/pool.ts";
@@ -37,6 +38,7 @@ export function program(): Command {
   layerCommands(cmd);
   fileCommands(cmd);
   imageCommands(cmd);
+  registryCommands(cmd);
   serveCommands(cmd);
   mountCommands(cmd);
   showSizeDefaults(cmd);

@@ -11,7 +11,8 @@ export type ErrorCode =
   | "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EROFS"
   | "ENOSPC" | "EBUSY" | "EINVAL" | "EIO" | "ELOOP" | "EXDEV" | "EPERM"
   | "EACCES" | "EBADF" | "ENAMETOOLONG" | "EMLINK" | "EFBIG" | "ENOTBLK" | "ENODATA" | "ENXIO"
-  | "EOPNOTSUPP" | "ERANGE" | "ESTALE" | "ENOSYS" | "ENOTCONN" | "ENODEV";
+  | "EOPNOTSUPP" | "ERANGE" | "ESTALE" | "ENOSYS" | "ENOTCONN" | "ENODEV"
+  | "ECONNREFUSED" | "ECONNRESET" | "ETIMEDOUT" | "EPROTO";
 
 const descriptions: Record<ErrorCode, [string, number]> = {
   ENOENT: ["no such file or directory", -2],
@@ -41,6 +42,10 @@ const descriptions: Record<ErrorCode, [string, number]> = {
   ENOSYS: ["function not implemented", -38],
   ENOTCONN: ["socket is not connected", -107],
   ENODEV: ["no such device", -19],
+  ECONNREFUSED: ["connection refused", -111],
+  ECONNRESET: ["connection reset by peer", -104],
+  ETIMEDOUT: ["connection timed out", -110],
+  EPROTO: ["protocol error", -71],
 };
 
 /** An Error with Node's fs error fields. */

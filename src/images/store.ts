@@ -3,7 +3,7 @@
  * tarballs, diffing layers into them, checking a layer out to a directory, and importing,
  * recording and exporting whole images. It is the store applications and the CLI open.
  *
- * It sits above the layer store and the interchange code and joins them: the interchange
+ * It sits above the layer store, the registry client and the interchange code and joins them: the interchange
  * sees the store only through its host interfaces (storeHost), image records live in the
  * layer store's named records, and changesets are read off the layers' own tables.
  *
@@ -23,6 +23,8 @@ import { LayerStore, SCRATCH_LABEL } from "../layers/store.ts";
 import { clearDeadMounts, mountSource } from "../mount/kernel.ts";
 import { mount, type MountedLayer, type MountOptions } from "../mount/mount.ts";
 import type { LayerInfo, LayerStoreOptions } from "../layers/types.ts";
+import { pull, type PullOptions, type PullResult } from "../registry/pull.ts";
+import { push, type PushOptions, type PushResult } from "../registry/push.ts";
 
 /** Store records holding images are named this plus the image's name. */
 const IMAGE_RECORD = "image/";
@@ -130,6 +132,35 @@ export class ImageStore extends LayerStore {
   async importImage(path: string, options?: ImportOptions): Promise<ImportResult> {
     this.records(IMAGE_RECORD); // EBADF on a closed store before any work
     return await importImage(this.#host(), this.#catalog(), path, options);
+  }
+
+  /**
+   * Pulls image `ref` (`host[:port]/name[:tag|@digest]`) from its registry: layers the
+   * store has are skipped, the others stream into their layers with digests checked;
+   * a failed pull leaves nothing behind. See src/registry/pull.ts.
+   *
+   * @example
+   * ```ts ignore
+   * const { name, layers } = await store.pull("127.0.0.1:5000/app:1", { plainHttp: true });
+   * ```
+   */
+  async pull(ref: string, options?: PullOptions): Promise<PullResult> {
+    this.records(IMAGE_RECORD);
+    return await pull(this.#host(), this.#catalog(), ref, options);
+  }
+
+  /**
+   * Pushes image `name` to `ref` (`host[:port]/name:tag`): layers the registry has or can
+   * mount are not sent, the others are exported (gzip) as they upload. See src/registry/push.ts.
+   *
+   * @example
+   * ```ts ignore
+   * const { manifestDigest } = await store.push("app:1", "127.0.0.1:5000/app:1", { plainHttp: true });
+   * ```
+   */
+  async push(name: string, ref: string, options?: PushOptions): Promise<PushResult> {
+    this.records(IMAGE_RECORD);
+    return await push(this.#host(), this.#catalog(), name, ref, options);
   }
 
   /** The images in the store, by name. */

@@ -37,6 +37,20 @@ export interface LayerHost {
   transaction<T>(key: string, fn: (target: LayerTarget) => Promise<T>): Promise<T>;
 }
 
+/** A registry blob known to hold one layer's changes (see src/registry): pull and push record them. */
+export interface LayerBlobRecord {
+  /** Digest of the blob as the registry keeps it (compressed or not). */
+  digest: Digest;
+  /** Its size in bytes. */
+  size: number;
+  /** Its media type (`application/vnd.oci.image.layer.v1.tar+gzip`...). */
+  mediaType: string;
+  /** Digest of its uncompressed tar: the DiffID a config lists for it. */
+  diffId: Digest;
+  /** Repositories known to hold it (`host/name`): where it was pulled from and pushed to. */
+  repositories: string[];
+}
+
 /** An image in the store. */
 export interface ImageRecord {
   /** The image's name in the store (unique). */
@@ -51,6 +65,16 @@ export interface ImageRecord {
   configDigest: Digest;
   /** Digest of the manifest imported, when the image came with one. */
   manifestDigest?: Digest;
+  /** The repository (`host/name`) the image was pulled from. */
+  repository?: string;
+  /** The tag it was pulled by. */
+  tag?: string;
+  /** Per layer, bottom first, the registry blobs known to hold it (pulled, pushed). */
+  blobs?: LayerBlobRecord[][];
+  /** The manifest exactly as pulled (JSON text), so a push can send the same bytes. */
+  manifestJson?: string;
+  /** The config exactly as pulled (JSON text), so a push keeps the image ID. */
+  configJson?: string;
 }
 
 /** Where the store keeps image records. */

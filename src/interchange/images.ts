@@ -80,7 +80,24 @@ async function applyLayer(host: LayerHost, key: string, image: ImageSource, laye
  * ```
  */
 export async function importImage(host: LayerHost, catalog: ImageCatalog, path: string, opts: ImportOptions = {}): Promise<ImportResult> {
-  const image = await open(path, opts);
+  return await importSource(host, catalog, await open(path, opts), opts);
+}
+
+/** Options of {@linkcode importSource}. */
+export interface ImportSourceOptions {
+  /** Name of the image in the store. Default: the name the source gives it, else its config digest. */
+  name?: string;
+  /** As {@linkcode ImportOptions.onProgress}. */
+  onProgress?: (done: number, total: number) => void;
+  /** More fields for the image's record (where it came from). */
+  record?: Partial<ImageRecord>;
+}
+
+/**
+ * Imports an image already opened: a file's (see {@linkcode importImage}) or a
+ * registry's, whose `files` stream each layer blob as it is applied. Closes `image.files`.
+ */
+export async function importSource(host: LayerHost, catalog: ImageCatalog, image: ImageSource, opts: ImportSourceOptions = {}): Promise<ImportResult> {
   const committed: string[] = [];
   try {
     const chain = chainIds(image.config.rootfs.diff_ids);
@@ -109,6 +126,7 @@ export async function importImage(host: LayerHost, catalog: ImageCatalog, path: 
     }
     const name = opts.name ?? image.name ?? image.configDigest;
     const record: ImageRecord = {
+      ...opts.record,
       name,
       layers: chain,
       top: chain[chain.length - 1] ?? "",

@@ -28,8 +28,11 @@ export { writeDockerArchive } from "./dockerwrite.ts";
 export type { EntryAttrs, EntryStat, EntryType, TarEntry, Xattrs } from "./entry.ts";
 export { gzip, GZIP_LEVEL, type GzipMode, type GzipOptions } from "./gzip.ts";
 export { type FsHandle, type FsLike, type FsStats, fsTarget } from "./fstarget.ts";
-export type { ImageCatalog, ImageRecord, LayerHost } from "./host.ts";
-export { createImage, type CreateImageOptions, exportImage, type ExportOptions, importImage, type ImportOptions, type ImportResult } from "./images.ts";
+export type { ImageCatalog, ImageRecord, LayerBlobRecord, LayerHost } from "./host.ts";
+export {
+  createImage, type CreateImageOptions, exportImage, type ExportOptions, importImage, type ImportOptions, type ImportResult, importSource,
+  type ImportSourceOptions,
+} from "./images.ts";
 export { type ImageFiles, openImageFiles } from "./imagefiles.ts";
 export { readImage } from "./imageread.ts";
 export type { ImageSource, LayerBlob } from "./imagesource.ts";
