@@ -5,7 +5,8 @@
  *
  * 1. Import a rootfs tarball: `store.apply()` into a fresh active layer of a fresh store,
  *    then `store.commit()` (a pool commit: data fdatasynced, metadata switched
- *    atomically), against `tar -xf` into a fresh directory then `sync -f` on it. Two
+ *    atomically), against `tar -xf` into a fresh directory then sync(1) of the files
+ *    and directories it wrote (each side makes its own files durable, nothing else). Two
  *    tarballs: the alpine minirootfs of ../shared/images (gzipped; skipped with a note if
  *    absent), and one this bench generates (≥ 200 MB, ≥ 5,000 entries: a directory tree
  *    of mostly small files, some of MBs, a few symlinks and hard links; deterministic
@@ -18,7 +19,10 @@
  *    importImage of an OCI layout built around a generated tar, which also gives the
  *    image record exportImage needs): `store.diff()` streamed to a file, `exportImage`
  *    as OCI (gzipped layers) and as docker-save (plain tar), against `tar -cf` (and
- *    `tar -czf` for the gzipped one) of the same tree checked out to a plain directory.
+ *    `tar -czf` for the gzipped one) of the same tree checked out to a plain directory;
+ *    the diff also written by a loop of the caller's own (which keeps every chunk). And
+ *    an image of 4 layers of 64 MiB exported as OCI (layers gzipped at once) against
+ *    `tar -czf` of each layer's files, all at once and one after the other.
  *    MiB/s of layer content; ratio = median of per-run tar time / thinstack time.
  * 4. Peak RSS growth (process.memoryUsage().rss sampled every 50 ms) while diffing the
  *    1 GiB layer and a 256 MiB one: the ratio 1 GiB / 256 MiB shows whether memory grows
@@ -37,6 +41,7 @@ import process from "node:process";
 import zlib from "node:zlib";
 import tarStream from "tar-stream";
 import { writeChunks } from "../src/interchange/hostio.ts";
+import { PARALLEL } from "../src/interchange/ociwrite.ts";
 import { ImageStore } from "../src/images/mod.ts";
 import {
   emit, finish, GiB, KiB, median, MiB, mibps, note, patternBytes, prng, progress, quick, repoRoot, runtime, syncAll,
@@ -53,6 +58,9 @@ const ROOTFS_FILES = quick ? 500 : 5600;
 const BIG = quick ? 64 * MiB : GiB;
 const MID = quick ? 16 * MiB : 256 * MiB;
 const SAMPLE_MS = 50;
+/** The image of several layers: how many, and the content bytes of each. */
+const MULTI_LAYERS = 4;
+const MULTI_BYTES = quick ? 8 * MiB : 64 * MiB;
 const STORE_DATA = 8 * GiB;
 
 const sizeLabel = (n: number) => (n >= GiB ? `${n / GiB} GiB` : `${n / MiB} MiB`);
@@ -85,20 +93,50 @@ function output(cmd: string, args: string[]): Promise<string> {
   });
 }
 
+/**
+ * fsyncs `paths` (relative to `dir`) and `dir` itself with sync(1), as many to a command
+ * as the argument list takes: a baseline that makes its own files durable and nothing
+ * else, as the pool's commit does (`sync -f` would flush the whole file system, other
+ * processes' writes included).
+ */
+async function syncFiles(dir: string, paths: string[]): Promise<void> {
+  const all = [dir, ...paths.map((p) => path.join(dir, p))];
+  for (let i = 0; i < all.length;) {
+    const batch: string[] = [];
+    for (let chars = 0; i < all.length && chars < 100_000; i++) {
+      batch.push(all[i]);
+      chars += all[i].length + 1;
+    }
+    await run("sync", ["--", ...batch]);
+  }
+}
+
+/** Writes `chunks` to a new file as a caller's own code would: one awaited FileHandle.write per chunk, chunks kept. */
+async function ownLoop(file: string, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+  const fh = await fs.open(file, "wx");
+  try {
+    for await (const c of chunks) await fh.write(c);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Bytes `path` takes on disk (du: allocated blocks, every hard link counted once). */
 async function diskUsage(p: string): Promise<number> {
   return Number((await output("du", ["-s", "-B1", p])).split(/\s/)[0]);
 }
 
-/** What a tarball holds: entries, regular files and their bytes. */
+/** What a tarball holds: entries, regular files and their bytes, and what extracting it writes. */
 interface TarStats {
   entries: number;
   files: number;
   contentBytes: number;
+  /** Relative paths of the regular files, hard links and directories it makes (what `sync FILE...` flushes on tar's side). */
+  written: string[];
 }
 
 async function tarStats(file: string): Promise<TarStats> {
-  const stats: TarStats = { entries: 0, files: 0, contentBytes: 0 };
+  const stats: TarStats = { entries: 0, files: 0, contentBytes: 0, written: [] };
   const extract = tarStream.extract();
   const done = new Promise<void>((resolve, reject) => {
     extract.on("entry", (header, stream, next) => {
@@ -107,6 +145,8 @@ async function tarStats(file: string): Promise<TarStats> {
         stats.files++;
         stats.contentBytes += header.size ?? 0;
       }
+      // Symlinks are left out: sync(1) would follow them (out of the tree, for absolute ones).
+      if (["file", "contiguous-file", "link", "directory"].includes(header.type ?? "")) stats.written.push(header.name);
       stream.on("end", next);
       stream.resume();
     });
@@ -267,23 +307,23 @@ class RssSampler {
   }
 }
 
-/** A single-layer OCI layout around `tar` (hard-linked in as an uncompressed layer blob). */
-async function ociLayout(dir: string, tar: string, digest: string, size: number, ref: string): Promise<void> {
+/** An OCI layout around layer tars (hard-linked in as uncompressed layer blobs, bottom first). */
+async function ociLayout(dir: string, layers: { tar: string; digest: string; size: number }[], ref: string): Promise<void> {
   const blobs = path.join(dir, "blobs", "sha256");
   await fs.mkdir(blobs, { recursive: true });
-  await fs.link(tar, path.join(blobs, digest.slice(7)));
+  for (const l of layers) await fs.link(l.tar, path.join(blobs, l.digest.slice(7)));
   const blob = async (value: unknown) => {
     const bytes = new TextEncoder().encode(JSON.stringify(value));
     const d = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
     await fs.writeFile(path.join(blobs, d.slice(7)), bytes);
     return { digest: d, size: bytes.byteLength };
   };
-  const config = await blob({ architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [digest] } });
+  const config = await blob({ architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) } });
   const manifest = await blob({
     schemaVersion: 2,
     mediaType: "application/vnd.oci.image.manifest.v1+json",
     config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-    layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", digest, size }],
+    layers: layers.map((l) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar", digest: l.digest, size: l.size })),
   });
   await fs.writeFile(path.join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
   await fs.writeFile(path.join(dir, "index.json"), JSON.stringify({
@@ -343,6 +383,7 @@ async function thinImport(storeDir: string, tarball: string): Promise<{ ms: numb
 async function importTarball(dir: string, label: string, tarball: string, stats: TarStats): Promise<void> {
   const thin: number[] = [];
   const plain: number[] = [];
+  const plainSync: number[] = [];
   const ratios: number[] = [];
   const data: number[] = [];
   const meta: number[] = [];
@@ -366,10 +407,12 @@ async function importTarball(dir: string, label: string, tarball: string, stats:
         const target = path.join(dir, `tar-${r}`);
         await fs.mkdir(target);
         syncAll();
+        let syncMs = 0;
         p = await timeMs(async () => {
           await run("tar", ["-xf", tarball, "-C", target]);
-          await run("sync", ["-f", target]);
+          syncMs = await timeMs(() => syncFiles(target, stats.written));
         });
+        plainSync.push(syncMs);
         tarDu.push(await diskUsage(target));
         await fs.rm(target, { recursive: true, force: true });
       }
@@ -382,11 +425,12 @@ async function importTarball(dir: string, label: string, tarball: string, stats:
   }
   const content = stats.contentBytes;
   emit({
-    bench: B, name: `import ${label}: apply + commit vs tar -x + sync -f`,
+    bench: B, name: `import ${label}: apply + commit vs tar -x + sync of the extracted files`,
     value: mibps(content, median(thin)), unit: "MiB/s", baseline: mibps(content, median(plain)), baselineLabel: "tar -x",
     ratio: median(ratios), goal: "≥ 0.5",
     detail: `${stats.entries.toLocaleString("en")} entries, ${stats.files.toLocaleString("en")} regular files, ${mb(content)} of content (MiB/s of content); ` +
-      `median of ${RUNS} runs ${(median(thin) / 1000).toFixed(2)} s vs ${(median(plain) / 1000).toFixed(2)} s; ratio = median of per-run tar time / thinstack time; ` +
+      `median of ${RUNS} runs ${(median(thin) / 1000).toFixed(2)} s vs ${(median(plain) / 1000).toFixed(2)} s ` +
+      `(of which sync(1) of the ${stats.written.length.toLocaleString("en")} files and directories tar wrote: ${(median(plainSync) / 1000).toFixed(2)} s); ratio = median of per-run tar time / thinstack time; ` +
       `the untimed warm-up import before the runs took ${(cold / 1000).toFixed(2)} s`,
   });
   const used = data.map((d, i) => d + meta[i]);
@@ -402,7 +446,8 @@ async function importTarball(dir: string, label: string, tarball: string, stats:
 async function importSection(): Promise<void> {
   note(B, `Import: each run opens a fresh store and warms its I/O threads with a throwaway layer (not timed), then times store.apply() of the tarball into a fresh active layer plus ` +
     `store.commit() (a pool commit: data fdatasynced, metadata switched atomically); tar's side times tar -xf into a fresh ` +
-    `directory plus sync -f on it (syncfs of the disk). A sync(1) before each side keeps one side's writeback off the other's clock. ` +
+    `directory plus sync(1) of exactly the regular files, hard links and directories it wrote (fsync of each, as the pool fsyncs its own files; ` +
+    `sync -f, which this row used before, flushed the whole file system, other processes' writes included). A sync(1) before each side keeps one side's writeback off the other's clock. ` +
     `${RUNS} runs, sides alternating in order, after one untimed thinstack import of the same tarball (JIT, module loading). Space counts pool data blocks × block size plus metadata bytes against the sum of ` +
     `regular-file sizes; files of up to 2 KiB are kept inline in the layer's metadata, larger ones in 4 KiB pages of the layer's device.`);
   await withScratchDir(B, "import", async (dir) => {
@@ -438,7 +483,7 @@ async function diffSection(): Promise<void> {
         progress(`generating the ${sizeLabel(bytes)} layer tarball (${entries.length} entries)`);
         const { digest, size } = await writeGenTar(tar, entries);
         const layout = path.join(dir, `${name}-oci`);
-        await ociLayout(layout, tar, digest, size, name);
+        await ociLayout(layout, [{ tar, digest, size }], name);
         syncAll();
         const ms = await timeMs(async () => {
           const { layers } = await store.importImage(layout, { name });
@@ -458,6 +503,35 @@ async function diffSection(): Promise<void> {
       const big = tops.big;
       const mid = tops.mid;
 
+      // An image of several layers, each adding files of its own under a directory of its own;
+      // for tar's side each layer's files are extracted to a directory of their own.
+      const multiTrees: string[] = [];
+      {
+        const layers: { tar: string; digest: string; size: number }[] = [];
+        for (let i = 0; i < MULTI_LAYERS; i++) {
+          const top = `l${i}`;
+          const entries: GenEntry[] = [{ type: "dir", name: top }, ...layerEntries(MULTI_BYTES, 20 + i).map((e) => ({ ...e, name: `${top}/${e.name}` }))];
+          const tar = path.join(dir, `multi-${i}.tar`);
+          layers.push({ tar, ...await writeGenTar(tar, entries) });
+          const t = path.join(dir, `multi-tree-${i}`);
+          await fs.mkdir(t);
+          await run("tar", ["-xf", tar, "-C", t]);
+          multiTrees.push(t);
+        }
+        const layout = path.join(dir, "multi-oci");
+        await ociLayout(layout, layers, "multi");
+        await store.importImage(layout, { name: "multi" });
+        await fs.rm(layout, { recursive: true, force: true });
+        for (const l of layers) await fs.rm(l.tar, { force: true });
+        progress(`imported a ${MULTI_LAYERS}-layer image of ${sizeLabel(MULTI_LAYERS * MULTI_BYTES)}`);
+      }
+      const tarEach = async (parallel: boolean) => {
+        await fs.mkdir(out("multi-tgz"));
+        const one = (t: string, i: number) => run("tar", ["-czf", path.join(out("multi-tgz"), `${i}.tgz`), "-C", t, "."]);
+        if (parallel) await Promise.all(multiTrees.map(one));
+        else for (const [i, t] of multiTrees.entries()) await one(t, i);
+      };
+
       const tree = path.join(dir, "tree");
       syncAll();
       const coMs = await timeMs(() => store.checkout(big, tree));
@@ -469,11 +543,15 @@ async function diffSection(): Promise<void> {
       type Side = { label: string; fn: () => Promise<void>; clean: string; mem?: "big" | "mid" | "oci" };
       const sides: Side[] = [
         { label: "diff", fn: async () => void await writeChunks(out("diff.tar"), store.diff(big)), clean: out("diff.tar"), mem: "big" },
+        { label: "diff, own loop", fn: () => ownLoop(out("diff-own.tar"), store.diff(big)), clean: out("diff-own.tar") },
         { label: "diff-mid", fn: async () => void await writeChunks(out("diff-mid.tar"), store.diff(mid)), clean: out("diff-mid.tar"), mem: "mid" },
         { label: "oci", fn: async () => void await store.exportImage("big", out("export-oci"), { format: "oci" }), clean: out("export-oci"), mem: "oci" },
         { label: "docker", fn: async () => void await store.exportImage("big", out("export-docker.tar"), { format: "docker" }), clean: out("export-docker.tar") },
         { label: "tar -cf", fn: () => run("tar", ["-cf", out("tar.tar"), "-C", tree, "."]), clean: out("tar.tar") },
         { label: "tar -czf", fn: () => run("tar", ["-czf", out("tar.tgz"), "-C", tree, "."]), clean: out("tar.tgz") },
+        { label: "oci multi", fn: async () => void await store.exportImage("multi", out("export-multi"), { format: "oci" }), clean: out("export-multi") },
+        { label: "tar -czf each, at once", fn: () => tarEach(true), clean: out("multi-tgz") },
+        { label: "tar -czf each, in turn", fn: () => tarEach(false), clean: out("multi-tgz") },
       ];
       const ms: Record<string, number[]> = Object.fromEntries(sides.map((s) => [s.label, []]));
       const mem: Record<string, { peak: number; growth: number }[]> = { big: [], mid: [], oci: [] };
@@ -496,11 +574,16 @@ async function diffSection(): Promise<void> {
       }
       const rate = (label: string, bytes = BIG) => mibps(bytes, median(ms[label]));
       const ratio = (base: string, thin: string) => median(ms[base].map((b, i) => b / ms[thin][i]));
-      const runs = `${RUNS} runs, the order of the six timed operations rotating from run to run, sync(1) before each; MiB/s of layer content`;
+      const runs = `${RUNS} runs, the order of the ${sides.length} timed operations rotating from run to run, sync(1) before each; MiB/s of layer content`;
       emit({
         bench: B, name: `diff of a ${sizeLabel(BIG)} layer streamed to a file vs tar -cf of its checkout`,
         value: rate("diff"), unit: "MiB/s", baseline: rate("tar -cf"), baselineLabel: "tar -cf", ratio: ratio("tar -cf", "diff"),
         detail: `${runs}; diff tar ${mb(sizes["diff"])}, tar -cf output ${mb(sizes["tar -cf"])}`,
+      });
+      emit({
+        bench: B, name: `diff of a ${sizeLabel(BIG)} layer, written by a loop of the caller's own (chunks kept, not given back) vs tar -cf of its checkout`,
+        value: rate("diff, own loop"), unit: "MiB/s", baseline: rate("tar -cf"), baselineLabel: "tar -cf", ratio: ratio("tar -cf", "diff, own loop"),
+        detail: "the same diff() stream written with fs.promises FileHandle.write, one chunk at a time: every 1 MiB chunk is then a new buffer (writeChunks gives each back for reuse)",
       });
       emit({
         bench: B, name: `exportImage oci (gzip level 6) of the ${sizeLabel(BIG)} layer vs tar -cf of its checkout`,
@@ -511,6 +594,15 @@ async function diffSection(): Promise<void> {
         bench: B, name: `exportImage oci (gzip level 6) of the ${sizeLabel(BIG)} layer vs tar -czf of its checkout`,
         value: rate("oci"), unit: "MiB/s", baseline: rate("tar -czf"), baselineLabel: "tar -czf", ratio: ratio("tar -czf", "oci"),
         detail: "both sides gzip at level 6 (node:zlib vs gzip(1) in a second process)",
+      });
+      const multi = MULTI_LAYERS * MULTI_BYTES;
+      emit({
+        bench: B, name: `exportImage oci (gzip level 6) of a ${MULTI_LAYERS}-layer image (${sizeLabel(multi)}) vs tar -czf of each layer's files, all at once`,
+        value: rate("oci multi", multi), unit: "MiB/s", baseline: rate("tar -czf each, at once", multi), baselineLabel: "tar -czf × 4 at once",
+        ratio: ratio("tar -czf each, at once", "oci multi"),
+        detail: `layers of ${sizeLabel(MULTI_BYTES)} each (random content); thinstack gzips up to ${Math.min(PARALLEL, MULTI_LAYERS)} layers at once (one per core, up to 4); ` +
+          `the baseline runs one tar -czf per layer directory, all at once (every core busy on both sides); one after the other they ran at ${rate("tar -czf each, in turn", multi).toFixed(1)} MiB/s ` +
+          `(ratio ${ratio("tar -czf each, in turn", "oci multi").toFixed(2)})`,
       });
       emit({
         bench: B, name: `exportImage docker (plain tar) of the ${sizeLabel(BIG)} layer vs tar -cf of its checkout`,

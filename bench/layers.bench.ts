@@ -15,10 +15,12 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { LayerStore } from "../src/layers/mod.ts";
-import { emit, finish, GiB, KiB, median, MiB, note, runtime, withScratchDir } from "./lib.ts";
+import { emit, finish, GiB, KiB, median, MiB, note, runtime, syncAll, withScratchDir } from "./lib.ts";
 
 /** First lookups timed on each side. */
 const FIRST = 15;
+/** Samples of the copy-on-write write, on each side. */
+const SAMPLES = 5;
 
 const B = "layers";
 
@@ -50,12 +52,23 @@ async function copyOnWrite(base: string): Promise<void> {
       await fh.close();
       await store.commit("image", "image-extract");
     });
-    // Five containers on the image, each writing once: the median time, the blocks each adds.
+    // The baseline's lower file, on the same disk: copied up whole before each write.
+    const lower = path.join(base, "lower-big");
+    const upper = path.join(base, "upper-big");
+    const lh = await fs.open(lower, "w");
+    await fillGiB((buf, at) => lh.write(buf, 0, buf.byteLength, at));
+    await lh.sync();
+    await lh.close();
+    // Five containers on the image, each writing once, and five copy-ups, in lockstep (who
+    // goes first alternating): the median time of each side, the blocks each adds.
     const times: number[] = [];
     const adds: number[] = [];
-    for (let c = 0; c < 5; c++) {
+    const copies: number[] = [];
+    let copyAdded = 0;
+    const container = async (c: number) => {
       await store.prepare(`container-${c}`, "image");
       const before = store.pool.status().dataBlocks.used;
+      syncAll();
       const [, ms] = await timed(async () => {
         const fh = await store.fs(`container-${c}`).open("/big", "r+");
         await fh.write(patch, 0, patch.byteLength, middle);
@@ -64,28 +77,38 @@ async function copyOnWrite(base: string): Promise<void> {
       });
       times.push(ms);
       adds.push((store.pool.status().dataBlocks.used - before) * store.pool.blockSize);
+    };
+    const copyUp = async () => {
+      syncAll();
+      const [, ms] = await timed(async () => {
+        await fs.copyFile(lower, upper);
+        const uh = await fs.open(upper, "r+");
+        await uh.write(patch, 0, patch.byteLength, middle);
+        await uh.sync(); // overlayfs syncs copied-up data by default
+        await uh.close();
+      });
+      copies.push(ms);
+      copyAdded = (await fs.stat(upper)).blocks * 512;
+      await fs.rm(upper);
+    };
+    for (let c = 0; c < SAMPLES; c++) {
+      if (c % 2) {
+        await copyUp();
+        await container(c);
+      } else {
+        await container(c);
+        await copyUp();
+      }
     }
-    const ms = times.sort((a, b) => a - b)[2];
+    const ms = median(times);
+    const copyMs = median(copies);
     const added = Math.max(...adds);
-    // The baseline: a lower file on the same disk, copied up whole before the write.
-    const lower = path.join(base, "lower-big");
-    const upper = path.join(base, "upper-big");
-    const lh = await fs.open(lower, "w");
-    await fillGiB((buf, at) => lh.write(buf, 0, buf.byteLength, at));
-    await lh.sync();
-    await lh.close();
-    const [, copyMs] = await timed(async () => {
-      await fs.copyFile(lower, upper);
-      const uh = await fs.open(upper, "r+");
-      await uh.write(patch, 0, patch.byteLength, middle);
-      await uh.sync(); // overlayfs syncs copied-up data by default
-      await uh.close();
-    });
-    const copyAdded = (await fs.stat(upper)).blocks * 512;
     emit({
       bench: B, name: "32 KiB write into the middle of a 1 GiB image file from a container, with sync, vs file-level copy-up (speed-up)",
       value: ms, unit: "ms", baseline: copyMs, baselineLabel: "copy-up", ratio: copyMs / ms, goal: "≥ 100",
-      detail: "median of 5 containers over one image; copy-up = copyFile of the 1 GiB lower file, the write, fsync (as overlayfs/AUFS); ratio = copy-up time / thinstack time",
+      detail: `medians of ${SAMPLES} samples on each side, in lockstep (who goes first alternating), sync(1) before each: ${SAMPLES} containers over one image; ` +
+        `copy-up = copyFile of the 1 GiB lower file to a fresh upper file, the write, fsync (as overlayfs/AUFS); ratio = copy-up time / thinstack time; ` +
+        `samples ${times.map((t) => t.toFixed(1)).join(", ")} ms vs ${copies.map((t) => t.toFixed(0)).join(", ")} ms`,
     });
     emit({
       bench: B, name: "pool bytes added by that 32 KiB write vs copy-up's bytes",

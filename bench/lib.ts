@@ -242,9 +242,14 @@ export async function pipeline(depth: number, count: number, fn: (i: number, lan
  * back-to-back runs cannot promise. Keep `group` large enough (tens of ms of work) that
  * switching sides costs nothing measurable: switching after every small operation makes
  * each side pay the other's cold caches and thread wake-ups.
+ *
+ * `settle[s]`, when given, ends each of side `s`'s turns inside its timing: a side whose
+ * operations return before their work is done (the pool's write-behind and read-ahead)
+ * waits for that work there, so it does not run on into the next side's turn.
  */
 export async function interleaved(
   count: number, group: number, depth: number, sides: ((i: number, lane: number) => Promise<unknown>)[],
+  settle: ((() => Promise<unknown>) | undefined)[] = [],
 ): Promise<number[]> {
   const ms = sides.map(() => 0);
   for (let g = 0, n = 0; g < count; g += group, n++) {
@@ -255,6 +260,7 @@ export async function interleaved(
       const t = performance.now();
       if (depth === 1) for (let i = g; i < g + len; i++) await side(i, 0);
       else await pipeline(depth, len, (i, lane) => side(g + i, lane));
+      await settle[s]?.();
       ms[s] += performance.now() - t;
     }
   }

@@ -18,7 +18,9 @@
  * The disk of a shared VM speeds up and slows down by several times within minutes, so
  * 1 to 3 run the thinstack side and the node:fs side in lockstep (interleaved() in
  * lib.ts: 64 MiB or 512 operations of one, then of the other, order rotating) and report
- * medians of per-run ratios, rather than one side's whole run after the other's.
+ * medians of per-run ratios, rather than one side's whole run after the other's. Each of
+ * the pool's turns ends with `pool.drain()`, timed as part of it, so its write-behind and
+ * read-ahead finish in its own turn instead of running into node:fs's.
  *
  *   node --import tsx bench/pool.bench.ts        deno run -A bench/pool.bench.ts
  *   BENCH_QUICK=1 for a small, fast run that only checks the benchmark works.
@@ -88,6 +90,8 @@ async function streaming(dir: string): Promise<void> {
   const chunks = SIZE / CHUNK;
   const pool = await Pool.create(path.join(dir, "pool"), { dataSize: 10 * SIZE, blockSize: BS });
   const plainPath = (r: number) => path.join(dir, `plain-${r}`);
+  // Ends a pool side's turn in the lockstep runs: its write-behind and read-ahead finish inside its own time.
+  const drain = () => pool.drain();
   try {
     // Warm-up: start the I/O workers and JIT both paths on a throwaway device and file.
     await pool.createThin(999, 16 * CHUNK);
@@ -117,7 +121,7 @@ async function streaming(dir: string): Promise<void> {
         const [plainMs, poolMs] = await interleaved(chunks, GROUP, 1, [
           (i) => writeAll(fh, stamp(bufs[0], i), i * CHUNK),
           (i) => dev.write(i * CHUNK, stamp(bufs[1], i)),
-        ]);
+        ], [undefined, drain]);
         // The second sync gets the writeback the first one started: alternate who goes second.
         let plainSync = 0;
         let poolSync = 0;
@@ -140,7 +144,7 @@ async function streaming(dir: string): Promise<void> {
       bench: B, name: `sequential write ${sizeLabel}, new device vs new file (1 MiB writes, fsync/commit included)`,
       value: mibps(SIZE, median(w.pool)), unit: "MiB/s", baseline: mibps(SIZE, median(w.plain)), baselineLabel: "node:fs",
       ratio: median(w.ratio), goal: "≥ 0.8",
-      detail: `${REPS} runs; in each, the two sides write in lockstep (64 MiB to one, the same 64 MiB to the other, who goes first alternating), ` +
+      detail: `${REPS} runs; in each, the two sides write in lockstep (64 MiB to one, the same 64 MiB to the other, who goes first alternating; each pool turn ends with pool.drain(), timed), ` +
         `then node:fs fsyncs and the pool commits (who goes first alternating by run); ratio = median of the per-run ratios`,
     });
     emit({
@@ -187,41 +191,54 @@ async function streaming(dir: string): Promise<void> {
         const dev = pool.device(id);
         return (i: number) => dev.read(i * CHUNK, CHUNK);
       };
+      // readInto gets a device of its own (a snapshot sharing every block of the origin, so
+      // the same bytes of the data file), so its read-ahead stream is not the origin's.
+      const intoId = 3000;
+      await pool.createSnapshot(intoId, origin);
+      const intoDev = pool.device(intoId);
       for (const depth of [1, 4]) {
         const reused = Array.from({ length: depth }, () => new Uint8Array(CHUNK));
+        const reusedPool = Array.from({ length: depth }, () => new Uint8Array(CHUNK));
         const sides = [
           read(origin), read(oneDeep), read(deep),
           // node:fs into a new array per read, as the pool's read() returns one; and into one reused buffer per lane.
           (i: number) => readAll(plain, new Uint8Array(CHUNK), i * CHUNK),
           (i: number, lane: number) => readAll(plain, reused[lane], i * CHUNK),
+          // The pool into one reused buffer per lane.
+          (i: number, lane: number) => intoDev.readInto(i * CHUNK, reusedPool[lane]),
         ];
+        // Each pool side's turn ends when its read-ahead has landed, so the fetches do not run in the next side's turn.
+        const settle = [drain, drain, drain, undefined, undefined, drain];
         // Untimed pass first: piscina starts a second I/O thread only when tasks queue up
         // (and stops it after 5 s idle); that start-up is not what this measures.
-        await interleaved(chunks, GROUP, depth, sides);
+        await interleaved(chunks, GROUP, depth, sides, settle);
         const passes: number[][] = [];
-        for (let r = 0; r < READ_REPS; r++) passes.push(await interleaved(chunks, GROUP, depth, sides));
+        for (let r = 0; r < READ_REPS; r++) passes.push(await interleaved(chunks, GROUP, depth, sides, settle));
         const col = (k: number) => passes.map((p) => p[k]);
-        const [dev, one, dp, fresh, reuse] = [0, 1, 2, 3, 4].map((k) => mibps(SIZE, median(col(k))));
+        const [dev, one, dp, fresh, reuse, into] = [0, 1, 2, 3, 4, 5].map((k) => mibps(SIZE, median(col(k))));
         const ratio = (num: number, den: number) => median(passes.map((p) => p[num] / p[den])); // time ratio = throughput ratio inverted
         progress(`sequential read, ${depth} in flight: device ${dev.toFixed(0)}, 1-deep ${one.toFixed(0)}, ${DEPTH}-deep ${dp.toFixed(0)}, ` +
-          `node:fs ${fresh.toFixed(0)} (new arrays) / ${reuse.toFixed(0)} (reused buffer) MiB/s`);
+          `node:fs ${fresh.toFixed(0)} (new arrays) / ${reuse.toFixed(0)} (reused buffer), device readInto a reused buffer ${into.toFixed(0)} MiB/s`);
         const how = depth === 1 ? "1 MiB reads, one at a time" : `1 MiB reads, ${depth} in flight`;
         const goal = depth === 1 ? "≥ 0.8" : undefined;
         const fsNew = "node:fs new arrays";
         emit({ bench: B, name: `sequential read ${sizeLabel} hot, device vs node:fs, a new array per read on both sides (${how})`, value: dev, unit: "MiB/s", baseline: fresh, baselineLabel: fsNew, ratio: ratio(3, 0), goal });
         emit({ bench: B, name: `sequential read ${sizeLabel} hot, ${DEPTH}-deep snapshot vs node:fs, a new array per read on both sides (${how})`, value: dp, unit: "MiB/s", baseline: fresh, baselineLabel: fsNew, ratio: ratio(3, 2), goal });
         emit({ bench: B, name: `sequential read ${sizeLabel} hot, ${DEPTH}-deep vs 1-deep snapshot (${how})`, value: dp, unit: "MiB/s", baseline: one, baselineLabel: "1-deep", ratio: ratio(1, 2), goal: depth === 1 ? "≥ 0.9" : undefined });
-        emit({ bench: B, name: `sequential read ${sizeLabel} hot, device vs node:fs reading into a reused buffer (${how})`, value: dev, unit: "MiB/s", baseline: reuse, baselineLabel: "node:fs reused buffer", ratio: ratio(4, 0) });
+        emit({ bench: B, name: `sequential read ${sizeLabel} hot, device readInto vs node:fs read, a reused buffer on both sides (${how})`, value: into, unit: "MiB/s", baseline: reuse, baselineLabel: "node:fs reused buffer", ratio: ratio(4, 5) });
+        emit({ bench: B, name: `sequential read ${sizeLabel} hot, device read (new arrays) vs node:fs reading into a reused buffer (${how})`, value: dev, unit: "MiB/s", baseline: reuse, baselineLabel: "node:fs reused buffer", ratio: ratio(4, 0) });
       }
     } finally {
       await plain.close();
     }
     note(B, `Reads are hot on both sides: each reads the ${sizeLabel} it has just written, from the page cache (no cache drop). ` +
-      `The five readers (device, 1-deep, ${DEPTH}-deep, node:fs into new arrays, node:fs into a reused buffer) run in lockstep, ` +
+      `The six readers (device, 1-deep, ${DEPTH}-deep, node:fs into new arrays, node:fs into a reused buffer, device readInto a reused buffer) run in lockstep, ` +
       `64 MiB each in rotating order, ${READ_REPS} passes; figures are medians, ratios medians of per-pass ratios. ` +
-      `The pool's read() returns a new array per call, so the goal compares it with node:fs reading into a new array per call. ` +
+      `The pool's read() returns a new array per call, so the goal compares it with node:fs reading into a new array per call; its readInto() fills the caller's buffer, compared with node:fs reading into a reused buffer ` +
+      `(readInto reads a snapshot sharing every block of the device, so that its read-ahead stream is its own). Each pool reader's turn ends with pool.drain(), timed, so its read-ahead does not run into the next reader's turn. ` +
       `The ${DEPTH}-deep snapshot is a snapshot of a snapshot … ${DEPTH} times, each level rewriting one block of its own (the bytes the file holds there), so every level has a map of its own; every byte of it was checked against the plain file first.`);
     for (let d = DEPTH; d >= 1; d--) await pool.deleteDevice(1000 + d);
+    await pool.deleteDevice(3000);
 
     // 3. 4 KiB random writes, one per distinct 64 KiB block: each a copy-on-write in a fresh snapshot.
     const rnd = prng(7);
@@ -246,7 +263,7 @@ async function streaming(dir: string): Promise<void> {
         const [plainMs, poolMs] = await interleaved(offsets.length, RANDOM_GROUP, 1, [
           (i) => writeAll(fh, small, offsets[i]),
           (i) => snap.write(offsets[i], small),
-        ]);
+        ], [undefined, drain]);
         let plainSync = 0;
         let poolSync = 0;
         for (const side of r % 2 ? ["pool", "plain"] : ["plain", "pool"]) {

@@ -72,10 +72,22 @@ function readAll(fd: number, buf: Uint8Array, pos: number): void {
   }
 }
 
+/** Zeroes the bytes of a reused output buffer that no `readOut` step fills (their `at` ranges ascend). */
+function zeroGaps(out: Uint8Array, ops: IoTask["ops"]): void {
+  let at = 0;
+  for (const op of ops) {
+    if (op.op !== "readOut") continue;
+    if (op.at > at) out.fill(0, at, op.at);
+    at = Math.max(at, op.at + op.len);
+  }
+  if (at < out.byteLength) out.fill(0, at);
+}
+
 export default function run(task: IoTask): IoResult | ReturnType<typeof move> {
   try {
     const fd = fdFor(task);
-    const out = task.out !== undefined ? new Uint8Array(task.out) : undefined;
+    const out = task.into ? new Uint8Array(task.into, 0, task.out) : task.out !== undefined ? new Uint8Array(task.out) : undefined;
+    if (task.into) zeroGaps(out!, task.ops);
     const rec = task.rec;
     const h = rec === undefined ? 0 : handleOf(task, rec);
     for (const op of task.ops) {

@@ -6,6 +6,7 @@
  * @module
  */
 import { hasCode, storeError } from "../common/errors.ts";
+import { CHUNK_SIZE, giveChunk, takeChunk } from "./chunks.ts";
 import type { EntryAttrs, EntryStat, Xattrs } from "./entry.ts";
 import type { LayerTarget, NewEntry } from "./target.ts";
 import type { MergedView } from "./view.ts";
@@ -66,9 +67,6 @@ const TYPES: Record<number, EntryStat["type"]> = {
 };
 const IFMT: Record<string, number> = { char: 0o020000, block: 0o060000, fifo: 0o010000 };
 
-/** Size of the chunks `read` yields. */
-const CHUNK = 1 << 20;
-
 /**
  * `fs` as a layer target and view. Devices and FIFOs need `fs.mknod`, xattrs
  * `fs.setxattr`; without them such entries fail with EINVAL naming what is missing.
@@ -112,11 +110,15 @@ export function fsTarget(fs: FsLike): LayerTarget & MergedView {
       const fh = await fs.open(path, "r");
       try {
         for (let at = 0;;) {
-          const buf = new Uint8Array(CHUNK);
-          const { bytesRead } = await fh.read(buf, 0, CHUNK, at);
-          if (bytesRead === 0) return;
+          // A chunk the consumer may give back (chunks.ts); one it keeps stays its own.
+          const buf = takeChunk();
+          const { bytesRead } = await fh.read(buf, 0, CHUNK_SIZE, at);
+          if (bytesRead === 0) {
+            giveChunk(buf);
+            return;
+          }
           at += bytesRead;
-          yield bytesRead === CHUNK ? buf : buf.subarray(0, bytesRead);
+          yield bytesRead === CHUNK_SIZE ? buf : buf.subarray(0, bytesRead);
         }
       } finally {
         await fh.close();

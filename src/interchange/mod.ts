@@ -26,6 +26,7 @@ export { makedev, major, minor } from "./devices.ts";
 export { checkDigest, type Digest, Hasher, parseDigest, sha256 } from "./digest.ts";
 export { writeDockerArchive } from "./dockerwrite.ts";
 export type { EntryAttrs, EntryStat, EntryType, TarEntry, Xattrs } from "./entry.ts";
+export { gzip, GZIP_LEVEL, type GzipMode, type GzipOptions } from "./gzip.ts";
 export { type FsHandle, type FsLike, type FsStats, fsTarget } from "./fstarget.ts";
 export type { ImageCatalog, ImageRecord, LayerBlobRecord, LayerHost } from "./host.ts";
 export {

@@ -3,16 +3,21 @@
  * manifest, and an `index.json` entry carrying the image's ref name. Blobs are written
  * under a temporary name and renamed once their digest is known.
  *
+ * Gzip is what an export waits for (a diff runs ten times faster than deflate at level
+ * 6), so it runs off the main thread (gzip.ts) and several layers are compressed at
+ * once, each with room to run ahead of the file writes and behind the diff, so it does
+ * not stop for either.
+ *
  * @module
  */
 import { randomBytes } from "node:crypto";
 import fsp from "node:fs/promises";
+import os from "node:os";
 import nodePath from "node:path";
-import zlib from "node:zlib";
 import { hasCode } from "../common/errors.ts";
 import { Hasher, type Digest } from "./digest.ts";
+import { gzip as gzipped } from "./gzip.ts";
 import { writeChunks } from "./hostio.ts";
-import { pump } from "./pump.ts";
 import { type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, MediaType, REF_NAME } from "./spec.ts";
 import { tap } from "./tap.ts";
 
@@ -41,6 +46,28 @@ export interface ExportResult {
 
 async function exists(path: string): Promise<boolean> {
   return await fsp.stat(path).then(() => true, (e) => (hasCode(e, "ENOENT") ? false : Promise.reject(e)));
+}
+
+/** Layers compressed at once, at most: one per core, up to 4. */
+export const PARALLEL = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
+
+/** `fn` of each item, at most `limit` running at once, results in order; the first failure is thrown once all have ended. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  const failures: unknown[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length && failures.length === 0) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]);
+      } catch (e) {
+        failures.push(e);
+      }
+    }
+  }));
+  if (failures.length) throw failures[0];
+  return out;
 }
 
 /** Writes `chunks` as a blob of layout `dir`; returns digest and size. */
@@ -85,14 +112,12 @@ export async function writeOciLayout(dir: string, image: ExportInput, options: {
   if (!await exists(nodePath.join(dir, "oci-layout"))) {
     await fsp.writeFile(nodePath.join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
   }
-  const layers: ExportResult["layers"] = [];
-  for (const make of image.layers) {
+  const layers: ExportResult["layers"] = await mapLimited(image.layers, gzip ? PARALLEL : 1, async (make) => {
     const diff = new Hasher();
     const plain = tap(make(), (c) => diff.update(c));
-    // Level 6 and Node's fixed gzip header (mtime 0): the same tar gives the same blob.
-    const blob = await writeBlob(dir, gzip ? pump(plain, zlib.createGzip({ level: 6 })) : plain);
-    layers.push({ ...blob, diffId: diff.digest() });
-  }
+    const blob = await writeBlob(dir, gzip ? gzipped(plain) : plain);
+    return { ...blob, diffId: diff.digest() };
+  });
   const config = await writeJsonBlob(dir, withDiffIds(image.config, layers.map((l) => l.diffId)), MediaType.ociConfig);
   const manifest: ImageManifest = {
     schemaVersion: 2,

@@ -1,160 +1,116 @@
 /**
- * Writing tar archives with tar-stream: entries go in one at a time with their data
- * streamed through (memory stays flat whatever the sizes), and the output has only
- * what the entries say, so the same entries always give the same bytes.
+ * Writing tar archives: entries go in one at a time with their data streamed through
+ * (memory stays flat whatever the sizes), and the output has only what the entries say,
+ * so the same entries always give the same bytes (tarheader.ts).
+ *
+ * Data chunks of a file pass through as they come, never copied; headers, padding and
+ * small chunks are gathered into blocks of up to 64 KiB, so an archive of many small
+ * files does not become a stream of 512-byte pieces.
  *
  * @module
  */
-import tarStream from "tar-stream";
 import { storeError } from "../common/errors.ts";
-import type { EntryAttrs, EntryType } from "./entry.ts";
-import { encodePax, SCHILY_XATTR } from "./pax.ts";
-import { writable, type WritableLike } from "./pump.ts";
+import { giveChunk } from "./chunks.ts";
+import { BLOCK, encodeHeader, padding, type WriteEntry } from "./tarheader.ts";
 
-/** An entry to write. Names are written as given (relative, `/`-separated). */
-export interface WriteEntry extends EntryAttrs {
-  name: string;
-  type: EntryType;
-  /** Data bytes of a file; the body must supply exactly this many. */
-  size?: number;
-  /** Symlink target or hard-link target name. */
-  linkname?: string;
-  devmajor?: number;
-  devminor?: number;
-  uname?: string;
-  gname?: string;
-}
+export type { WriteEntry } from "./tarheader.ts";
 
-const TYPES: Record<EntryType, string> = {
-  file: "file",
-  dir: "directory",
-  symlink: "symlink",
-  link: "link",
-  char: "character-device",
-  block: "block-device",
-  fifo: "fifo",
-};
+/** Chunks at least this long pass through; shorter ones are gathered. */
+const PASS = 32 * 1024;
+/** Size of the block small pieces are gathered into. */
+const GATHER = 64 * 1024;
+/** Bytes an archive's writer may run ahead of its reader. */
+const AHEAD = 2 * 1024 * 1024;
+/** The end of an archive: two zero blocks. */
+const END = new Uint8Array(2 * BLOCK);
 
-/** Largest uid/gid tar-stream writes in a ustar field (six octal digits). */
-const MAX_ID = 0o777777;
-/** Largest mtime (seconds) tar-stream writes correctly: it converts through int32. */
-const MAX_TIME = 2 ** 31 - 1;
-
-/** What the `_encode` hook needs beyond tar-stream's header. */
-interface Extra {
-  mode: number;
-  records: [string, string | Uint8Array][];
-}
-
-interface PackInternals {
-  _encode(this: PackInternals, header: Record<string, unknown>): void;
-  push(chunk: Uint8Array): boolean;
-}
-
-/**
- * tar-stream's pack replaces a mode of 0 by a default (whiteouts have mode 0) and writes
- * PAX values as UTF-8 text (binary xattrs would be corrupted): this hook on one instance
- * writes the exact mode and, when an entry needs PAX records, a binary-exact extended
- * header ahead of it (pinned by tests that fail if tar-stream changes its internals).
- */
-function hookPack(pack: unknown): void {
-  const self = pack as PackInternals;
-  const encode = self._encode;
-  if (typeof encode !== "function") {
-    throw storeError("EIO", "tar", undefined, "the installed tar-stream lacks the pack hook thinstack relies on; install tar-stream 3.x");
-  }
-  self._encode = function (header) {
-    const extra = header.extra as Extra | undefined;
-    if (!extra) return encode.call(this, header);
-    header.mode = extra.mode;
-    if (extra.records.length === 0) return encode.call(this, header);
-    const linkname = header.linkname as string | undefined;
-    const data = encodePax([
-      ["path", header.name as string],
-      ...(linkname ? [["linkpath", linkname] as [string, string]] : []),
-      ...extra.records,
-    ]);
-    const base = { ...header, name: "PaxHeader", linkname: linkname ? "PaxHeader" : null, pax: null, extra: undefined };
-    encode.call(this, { ...base, type: "pax-header", size: data.length, linkname: null });
-    this.push(data);
-    if (data.length % 512) this.push(new Uint8Array(512 - (data.length % 512)));
-    encode.call(this, base);
-  };
-}
-
-function toHeader(e: WriteEntry): Record<string, unknown> {
-  const records: [string, string | Uint8Array][] = [];
-  const seconds = Math.floor(e.mtimeMs / 1000);
-  const mtime = Math.min(Math.max(seconds, 0), MAX_TIME);
-  if (mtime !== seconds) records.push(["mtime", String(seconds)]);
-  if (e.uid > MAX_ID) records.push(["uid", String(e.uid)]);
-  if (e.gid > MAX_ID) records.push(["gid", String(e.gid)]);
-  // Sorted, so that equal attribute sets give equal bytes.
-  for (const [k, v] of [...(e.xattrs ?? [])].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) records.push([SCHILY_XATTR + k, v]);
-  return {
-    // Directories end in "/", as GNU tar and Go write them.
-    name: e.type === "dir" && !e.name.endsWith("/") ? `${e.name}/` : e.name,
-    type: TYPES[e.type],
-    mode: e.mode,
-    uid: Math.min(e.uid, MAX_ID),
-    gid: Math.min(e.gid, MAX_ID),
-    size: e.type === "file" ? e.size ?? 0 : 0,
-    mtime: new Date(mtime * 1000),
-    linkname: e.linkname ?? null,
-    uname: e.uname ?? "",
-    gname: e.gname ?? "",
-    devmajor: e.devmajor ?? 0,
-    devminor: e.devminor ?? 0,
-    extra: { mode: e.mode, records } satisfies Extra,
-  };
-}
+/** Where a {@linkcode TarWriter} puts its output; a chunk handed over is the receiver's to keep. */
+export type TarOutput = (chunk: Uint8Array) => void | Promise<void>;
 
 /** Adds entries to an archive being written; see {@linkcode writeTar}. */
 export class TarWriter {
-  readonly #pack: tarStream.Pack;
+  readonly #out: TarOutput;
+  #gather = new Uint8Array(GATHER);
+  #fill = 0;
+  #bytes = 0;
 
-  constructor(pack: tarStream.Pack) {
-    this.#pack = pack;
+  /** A writer handing its output to `out`, which may make it wait (backpressure). */
+  constructor(out: TarOutput) {
+    this.#out = out;
+  }
+
+  /** Bytes of archive written so far, gathered ones included. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   /** Appends one entry; a file's `body` must yield exactly `size` bytes. */
   async add(entry: WriteEntry, body?: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
-    const header = toHeader(entry);
-    let finish!: (err?: Error | null) => void;
-    const done = new Promise<void>((resolve, reject) => {
-      finish = (err) => (err ? reject(err) : resolve());
-    });
-    const sink = this.#pack.entry(header as unknown as tarStream.Header, finish);
-    // When the body fails, the error thrown below is the one reported; the entry's own
-    // callback then fails too, and must not count as an unhandled rejection.
-    done.catch(() => {});
-    if (entry.type === "file") {
-      const size = entry.size ?? 0;
-      let written = 0;
-      try {
-        for await (const chunk of body ?? []) {
-          written += chunk.length;
-          if (written > size) break;
-          if (!sink.write(chunk)) await writable(sink as unknown as WritableLike);
-          if (sink.destroyed) break;
-        }
-        if (written !== size) {
-          throw storeError("EIO", "tar", entry.name, `the file gave ${written > size ? "more" : "fewer"} bytes than its size (${size}); did it change while being read?`);
-        }
-        (sink as unknown as WritableLike).end();
-      } catch (e) {
-        sink.destroy(e as Error);
-        throw e;
+    await this.#put(encodeHeader(entry));
+    if (entry.type !== "file") return;
+    const size = entry.size ?? 0;
+    let written = 0;
+    for await (const chunk of body ?? []) {
+      if (written + chunk.byteLength > size) {
+        written += chunk.byteLength;
+        break;
+      }
+      written += chunk.byteLength;
+      if (chunk.byteLength >= PASS) await this.#pass(chunk);
+      else {
+        await this.#put(chunk);
+        giveChunk(chunk); // copied: the body's buffer may go back (chunks.ts)
       }
     }
-    await done;
+    if (written !== size) {
+      throw storeError("EIO", "tar", entry.name, `the file gave ${written > size ? "more" : "fewer"} bytes than its size (${size}); did it change while being read?`);
+    }
+    await this.#put(padding(size));
+  }
+
+  /** Writes the end-of-archive blocks and hands over what is gathered. */
+  async end(): Promise<void> {
+    await this.#put(END);
+    await this.#flush();
+  }
+
+  /** Copies `bytes` into the gathering block, handing it over whenever it is full. */
+  async #put(bytes: Uint8Array): Promise<void> {
+    this.#bytes += bytes.byteLength;
+    for (let at = 0; at < bytes.byteLength;) {
+      const n = Math.min(bytes.byteLength - at, GATHER - this.#fill);
+      this.#gather.set(bytes.subarray(at, at + n), this.#fill);
+      this.#fill += n;
+      at += n;
+      if (this.#fill === GATHER) await this.#flush();
+    }
+  }
+
+  /** Hands over what is gathered, then `chunk` itself. */
+  async #pass(chunk: Uint8Array): Promise<void> {
+    this.#bytes += chunk.byteLength;
+    await this.#flush();
+    await this.#out(chunk);
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#fill === 0) return;
+    const full = this.#fill === GATHER;
+    const chunk = full ? this.#gather : this.#gather.slice(0, this.#fill);
+    // A full block goes as it is (the receiver keeps it) and a new one takes its place.
+    if (full) this.#gather = new Uint8Array(GATHER);
+    this.#fill = 0;
+    await this.#out(chunk);
   }
 }
+
+/** Thrown into a producer whose reader has stopped reading. */
+class Stopped extends Error {}
 
 /**
  * A tar archive as a stream of chunks: `produce` adds the entries, the end-of-archive
  * blocks follow. An error thrown by `produce` fails the stream; a reader that stops
- * early stops `produce` at its next entry.
+ * early stops `produce` at its next write. Chunks are the reader's to keep.
  *
  * @example
  * ```ts
@@ -168,20 +124,59 @@ export class TarWriter {
  * ```
  */
 export async function* writeTar(produce: (w: TarWriter) => Promise<void>): AsyncGenerator<Uint8Array> {
-  const pack = tarStream.pack();
-  hookPack(pack);
+  const queue: Uint8Array[] = [];
+  let queued = 0;
+  let finished = false;
+  let failure: { error: unknown } | undefined;
+  let stopped = false;
+  // Each side waits on the other through one of these (at most one waiter each).
+  let wakeReader: (() => void) | undefined;
+  let wakeWriter: (() => void) | undefined;
+  const wake = (which: "reader" | "writer") => {
+    const fn = which === "reader" ? wakeReader : wakeWriter;
+    if (which === "reader") wakeReader = undefined;
+    else wakeWriter = undefined;
+    fn?.();
+  };
+  const out: TarOutput = async (chunk) => {
+    if (stopped) throw new Stopped("the archive's reader stopped");
+    queue.push(chunk);
+    queued += chunk.byteLength;
+    wake("reader");
+    while (queued > AHEAD && !stopped) await new Promise<void>((r) => (wakeWriter = r));
+    if (stopped) throw new Stopped("the archive's reader stopped");
+  };
   const producing = (async () => {
     try {
-      await produce(new TarWriter(pack));
-      pack.finalize();
+      const w = new TarWriter(out);
+      await produce(w);
+      await w.end();
     } catch (e) {
-      pack.destroy(e as Error);
+      if (!(e instanceof Stopped)) failure = { error: e };
+    } finally {
+      finished = true;
+      wake("reader");
     }
   })();
   try {
-    for await (const chunk of pack as AsyncIterable<Uint8Array>) yield chunk;
+    for (;;) {
+      const chunk = queue.shift();
+      if (chunk) {
+        queued -= chunk.byteLength;
+        wake("writer");
+        yield chunk;
+        continue;
+      }
+      if (finished) {
+        if (failure) throw failure.error;
+        return;
+      }
+      await new Promise<void>((r) => (wakeReader = r));
+    }
   } finally {
-    (pack as unknown as WritableLike).destroy();
+    stopped = true;
+    queue.length = 0;
+    wake("writer");
     await producing;
   }
 }

@@ -7,7 +7,7 @@
  */
 import { Buffer } from "node:buffer";
 import { hasCode, storeError } from "../common/errors.ts";
-import { readData, truncateData, writeData } from "./fileio.ts";
+import { readData, readDataInto, truncateData, writeData } from "./fileio.ts";
 import type { OpenFlags } from "./flags.ts";
 import type { FsHost } from "./host.ts";
 import { type Ino, isDir, isReg } from "./inode.ts";
@@ -58,11 +58,14 @@ export class LayerFileHandle {
    */
   async read<T extends Uint8Array>(buffer: T, offset = 0, length = buffer.byteLength - offset, position: number | null = null): Promise<{ bytesRead: number; buffer: T }> {
     this.#check("read", this.flags.read);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > buffer.byteLength) {
+      throw storeError("EINVAL", "read", undefined, `offset ${offset} and length ${length} must lie inside the buffer's ${buffer.byteLength} bytes`);
+    }
     const at = position ?? this.#position;
-    const bytes = await this.host.reading(this.layer, "read", () => readData(this.host.data(this.layer), this.#regular("read"), at, length));
-    buffer.set(bytes, offset);
-    if (position === null || position === undefined) this.#position += bytes.byteLength;
-    return { bytesRead: bytes.byteLength, buffer };
+    const target = buffer.subarray(offset, offset + length);
+    const bytesRead = await this.host.reading(this.layer, "read", () => readDataInto(this.host.data(this.layer), this.#regular("read"), at, target));
+    if (position === null || position === undefined) this.#position += bytesRead;
+    return { bytesRead, buffer };
   }
 
   /**

@@ -67,6 +67,40 @@ export async function readData(ctx: DataContext, inode: Inode, position: number,
 }
 
 /**
+ * Reads up to `target.byteLength` bytes at `position` into `target`, stopping at the end
+ * of the file; returns the count. Allocates nothing: for readers that reuse a buffer.
+ *
+ * @example
+ * ```ts ignore
+ * const buf = new Uint8Array(1 << 20);
+ * for (let at = 0, n; (n = await readDataInto(ctx, inode, at, buf)) > 0; at += n) sink(buf.subarray(0, n));
+ * ```
+ */
+export async function readDataInto(ctx: DataContext, inode: Inode, position: number, target: Uint8Array): Promise<number> {
+  const end = Math.min(inode.size, position + target.byteLength);
+  if (end <= position) return 0;
+  const n = end - position;
+  if (inode.inline) {
+    const from = inode.inline.subarray(Math.min(position, inode.inline.length), Math.min(end, inode.inline.length));
+    target.set(from);
+    target.fill(0, from.length, n);
+    return n;
+  }
+  const segs = segments(inode.extents ?? [], Math.floor(position / PAGE), Math.ceil(end / PAGE));
+  await Promise.all(segs.map((s) => {
+    const from = Math.max(position, s.page * PAGE);
+    const to = Math.min(end, (s.page + s.count) * PAGE);
+    const part = target.subarray(from - position, to - position);
+    if (s.dev < 0) {
+      part.fill(0);
+      return undefined;
+    }
+    return ctx.device.readInto(s.dev * PAGE + (from - s.page * PAGE), part);
+  }));
+  return n;
+}
+
+/**
  * Writes `bytes` at `position`, growing the file as needed. ENOSPC when the layer's device is full.
  *
  * @example

@@ -9,6 +9,7 @@ import os from "node:os";
 import { setTimeout as later } from "node:timers";
 import { Piscina } from "piscina";
 import { storeError, type ErrorCode } from "../common/errors.ts";
+import { workerExecArgv } from "../common/workerargs.ts";
 import type { IoFailure, IoResult, IoTask } from "./iotask.ts";
 import { recordingOf } from "./fileops.ts";
 import { sequenceBuffer } from "./oplog.ts";
@@ -101,10 +102,13 @@ export class BlockIo {
     if (result) throw failure(task, result);
   }
 
-  /** Runs a task with an output buffer (`task.out` bytes) and returns that buffer. */
+  /**
+   * Runs a task with an output buffer (`task.out` bytes, or `task.into`, which is
+   * transferred to the worker and comes back) and returns that buffer.
+   */
   async read(task: IoTask & { out: number }): Promise<ArrayBuffer> {
     tag(task);
-    const result = await this.#workers.run(task) as IoResult;
+    const result = await (task.into ? this.#workers.run(task, { transferList: [task.into] }) : this.#workers.run(task)) as IoResult;
     if (result instanceof ArrayBuffer) return result;
     throw failure(task, result ?? { message: "the worker returned no data" });
   }
@@ -120,51 +124,6 @@ function failure(task: IoTask, result: IoFailure | ArrayBuffer): Error {
   const f = result as IoFailure;
   const code = (f.code ?? "EIO") as ErrorCode;
   return storeError(code in codes ? code : "EIO", f.syscall ?? "io", task.file, f.message);
-}
-
-declare const Deno: unknown;
-
-/**
- * The worker is TypeScript. Under Node it needs tsx's loader, which a worker inherits only
- * when the process was started with `--import tsx` (not when tsx was registered through its
- * API, as the CLI's entry does). Deno runs TypeScript itself and must not get the flag.
- */
-function workerExecArgv(): string[] | undefined {
-  if (typeof Deno !== "undefined") return undefined;
-  const argv = loaderArgs(process.execArgv);
-  const hasTsx = argv.some((a, i) => /(^|[/=])tsx(\/|$)/.test(a) || (a === "--import" && /tsx/.test(argv[i + 1] ?? "")));
-  return hasTsx ? argv : [...argv, "--import", tsxLoader()];
-}
-
-/** Flags that take their value as the next argument. */
-const LOADER_FLAGS = new Set(["--import", "--loader", "--experimental-loader", "--require", "-r", "--conditions", "-C"]);
-
-/**
- * The module-loading flags of the process (`--import tsx`, loaders, conditions): a worker
- * needs them to load TypeScript, while V8 and process-wide flags the process may run with
- * (`--max-old-space-size`, `--title`, `--expose-gc`) make Node refuse to start a worker.
- */
-export function loaderArgs(argv: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const eq = a.indexOf("=");
-    if (a.startsWith("--") && eq > 0 && LOADER_FLAGS.has(a.slice(0, eq))) out.push(a);
-    else if (LOADER_FLAGS.has(a) && i + 1 < argv.length) out.push(a, argv[++i]);
-  }
-  return out;
-}
-
-/**
- * tsx's loader as an absolute URL: `--import` resolves a bare name from the working
- * directory, where tsx need not be installed (a CLI run from the user's own directory).
- */
-function tsxLoader(): string {
-  try {
-    return import.meta.resolve("tsx");
-  } catch {
-    return "tsx";
-  }
 }
 
 const codes: Record<string, true> = { ENOENT: true, ENOSPC: true, EIO: true, EACCES: true, EPERM: true, EBADF: true, EINVAL: true };

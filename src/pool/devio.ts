@@ -99,9 +99,14 @@ export function scheduleRead(ctx: IoContext, task: IoTask & { out: number }): Pr
   return ctx.inflight.schedule(task.ops, () => ctx.io.read(task));
 }
 
-/** The task that reads `pieces` into an output buffer of `length` bytes. */
-export function readTask(ctx: IoContext, pieces: Piece[], length: number): IoTask & { out: number } {
-  return { file: ctx.file, key: ctx.key, out: length, ops: pieces.map((p) => ({ op: "readOut", pos: p.pos, at: p.at, len: p.len })) };
+/**
+ * The task that reads `pieces` into an output buffer of `length` bytes: a new one, or
+ * the start of `into` (of at least `length` bytes) to reuse.
+ */
+export function readTask(ctx: IoContext, pieces: Piece[], length: number, into?: ArrayBuffer): IoTask & { out: number } {
+  const task: IoTask & { out: number } = { file: ctx.file, key: ctx.key, out: length, ops: pieces.map((p) => ({ op: "readOut", pos: p.pos, at: p.at, len: p.len })) };
+  if (into) task.into = into;
+  return task;
 }
 
 /** How one block of a write is carried out. */

@@ -2,8 +2,9 @@
  * The messages between the pool and its I/O workers. Tasks carry file positions and
  * offsets into a shared arena, never block data: under Deno, cloning bytes through
  * worker messages runs at ~18 MiB/s, while the shared arena moves them at memory speed.
- * Reads go the other way without a copy: the worker reads into a buffer of its own and
- * transfers it (piscina's `move`), which both runtimes do at memory speed.
+ * Reads go the other way without a copy: the worker reads into a buffer of its own, or
+ * into one the task transfers to it for reuse, and transfers it back (piscina's `move`),
+ * which both runtimes do at memory speed.
  *
  * @module
  */
@@ -38,6 +39,14 @@ export interface IoTask {
   out?: number;
   /** Set only while a test records this file's operations (see `fileops.ts`): the log directory. */
   rec?: string;
+  /**
+   * A buffer of at least `out` bytes whose first `out` bytes are the output buffer,
+   * instead of a new one (transferred to the worker and back): the worker zeroes what no
+   * `readOut` step fills there. Reusing
+   * buffers spares the receiving thread an external allocation per read, which costs it
+   * garbage collection (a full mark-compact every few tens of MiB on Node).
+   */
+  into?: ArrayBuffer;
 }
 
 /** A failure's fields, as data: an error's `code` does not survive the worker boundary. */

@@ -392,6 +392,17 @@ export class Pool {
   }
 
   /**
+   * Waits until the I/O workers have finished every task queued so far: writes that
+   * returned before reaching the data file (write-behind) and read-ahead fetches. Fails
+   * as the next operation would if a queued write failed. Nothing is made durable: that
+   * is {@linkcode Pool.commit}.
+   */
+  async drain(): Promise<void> {
+    this.#open("drain");
+    await this.#core.ctx.inflight.drain();
+  }
+
+  /**
    * A handle on device `id` for reads, writes and discards. ENOENT if there is no such
    * device; the handle's operations fail with ENOENT once the device is deleted.
    */
@@ -407,6 +418,13 @@ export class Pool {
           const d = this.#device(id, "read");
           checkRange(id, d.size, offset, length, "read");
           return this.#readahead.read(d, offset, length);
+        }),
+      readInto: (offset, target) =>
+        this.#lock.read(() => {
+          core.ctx.inflight.check();
+          const d = this.#device(id, "read");
+          checkRange(id, d.size, offset, target.byteLength, "read");
+          return this.#readahead.readInto(d, offset, target);
         }),
       write: (offset, bytes) =>
         this.#mutate("write", async () => {

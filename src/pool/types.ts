@@ -194,6 +194,11 @@ export interface ThinDevice {
   readonly size: number;
   /** Reads `length` bytes at `offset`; never-written ranges read as zeros. */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Reads `target.byteLength` bytes at `offset` into `target`, as `read` does but
+   * allocating nothing: for a reader that reuses its buffers.
+   */
+  readInto(offset: number, target: Uint8Array): Promise<void>;
   /** Writes `bytes` at `offset`, allocating or copying blocks as needed. */
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /** Makes the range read as zeros; whole blocks go back to the pool when nothing else sees them. */

@@ -9,13 +9,12 @@
  *
  * @module
  */
-import zlib from "node:zlib";
 import { storeError } from "../common/errors.ts";
 import { changeset } from "../interchange/changeset.ts";
 import { Hasher, sha256 } from "../interchange/digest.ts";
+import { gzip } from "../interchange/gzip.ts";
 import type { ImageCatalog, ImageRecord, LayerBlobRecord, LayerHost } from "../interchange/host.ts";
 import { withDiffIds } from "../interchange/ociwrite.ts";
-import { pump } from "../interchange/pump.ts";
 import { type ImageManifest, MediaType } from "../interchange/spec.ts";
 import { tap } from "../interchange/tap.ts";
 import { type ClientOptions, RegistryClient } from "./client.ts";
@@ -107,8 +106,8 @@ async function eachLimited<T, R>(items: T[], limit: number, fn: (item: T, i: num
  */
 function layerBlob(host: LayerHost, layer: string, level: number | undefined, diff: Hasher): AsyncIterable<Uint8Array> {
   if (level === undefined) return changeset(host.source(layer));
-  // Level 6 and Node's fixed gzip header, as ociwrite.ts: the same tar gives the same blob.
-  return pump(tap(changeset(host.source(layer)), (c) => diff.update(c)), zlib.createGzip({ level, chunkSize: 256 * 1024 }));
+  // Gzipped as exportImage gzips (gzip.ts, off the main thread under both runtimes): the same tar gives the same blob.
+  return gzip(tap(changeset(host.source(layer)), (c) => diff.update(c)), { level });
 }
 
 /**

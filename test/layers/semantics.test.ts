@@ -246,6 +246,12 @@ test("file handles: positional I/O, append, truncate, and unlinked-but-open file
     const { bytesRead } = await fh.read(buf, 0, 8, 19_998);
     assert.equal(bytesRead, 7);
     assert.deepEqual([...buf.subarray(0, 7)], [0, 0, ...new TextEncoder().encode("hello")]);
+    // Into the middle of a buffer, over a hole and data; bytes around the range stay as they were.
+    const big = new Uint8Array(40_000).fill(9);
+    assert.equal((await fh.read(big, 100, 30_000, 0)).bytesRead, 20_005);
+    assert.deepEqual([big[99], big[100], big[10_099], big[10_100], big[20_099], big[20_104], big[20_105]], [9, 1, 1, 0, 0, 0x6f, 9]);
+    await assert.rejects(fh.read(buf, 4, 5, 0), { code: "EINVAL" });
+    await assert.rejects(fh.read(buf, -1, 2, 0), { code: "EINVAL" });
     assert.equal((await fh.stat()).size, 20_005);
     await f.unlink("/data");
     await assert.rejects(f.stat("/data"), { code: "ENOENT" });

@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { Pool } from "../../src/pool/pool.ts";
-import { loaderArgs } from "../../src/pool/blockio.ts";
+import { loaderArgs } from "../../src/common/workerargs.ts";
 import { SpaceMap } from "../../src/pool/spacemap.ts";
 import { runs, withTmp } from "../helpers/tmp.ts";
 import { isDeno, spawnScript } from "../helpers/runtime.ts";
