@@ -104,17 +104,5 @@ export async function fixture(options: LayerStoreOptions = {}): Promise<Fixture>
   };
 }
 
-/** Bytes of a deterministic pattern. */
-export function pattern(size: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+/** Bytes of a deterministic pattern (the CLI tests' generator: the same bytes for a seed). */
+export { pattern } from "../cli/cli.ts";
