@@ -173,16 +173,16 @@ export function beforeRename(fn: ((from: string, to: string) => Promise<void> | 
 /** Renames `from` to `to`, replacing `to`. */
 export async function rename(from: string, to: string): Promise<void> {
   if (renameHook !== undefined) await renameHook(from, to);
-  // Synchronous: a rename changes a directory in the page cache (no disk wait), and a
-  // commit's root switch is on the path of every fsync a mount serves.
-  fsSync.renameSync(from, to);
+  // Asynchronous: a rename waits for the file system's journal, which a busy disk can
+  // hold for milliseconds, and the event loop (a mount's server) must not wait with it.
+  await fs.rename(from, to);
   const logDir = recordingOf(to);
   if (logDir !== undefined) log(logDir, { op: "rename", t: ticket(), from: path.resolve(from), to: path.resolve(to) });
 }
 
 /** Makes `to` a second name of `from` (a hard link). */
 export async function link(from: string, to: string): Promise<void> {
-  fsSync.linkSync(from, to);
+  await fs.link(from, to);
   const logDir = recordingOf(to);
   if (logDir !== undefined) log(logDir, { op: "link", t: ticket(), from: path.resolve(from), to: path.resolve(to) });
 }
