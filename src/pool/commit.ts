@@ -36,8 +36,6 @@ export class CommitEngine {
   #prevFiles = new Set<string>();
   readonly #written = new Set<string>();
   #metadataUsed = 0;
-  /** Unlinks of files the last commits left dead, still running. */
-  #removing: Promise<void> = Promise.resolve();
 
   constructor(core: PoolCore, record: PoolRecord) {
     this.#core = core;
@@ -107,11 +105,6 @@ export class CommitEngine {
     this.#prevFiles = await previousFiles(meta);
     await meta.collect(new Set([...this.#liveFiles, ...this.#prevFiles]));
     await this.#measureLive();
-  }
-
-  /** Settles once the dead files of past commits are unlinked (failures are left to open's clean-up). */
-  tidied(): Promise<void> {
-    return this.#removing;
   }
 
   /** Registers a participant whose metadata commits with the pool's (the layer store). */
@@ -292,12 +285,8 @@ export class CommitEngine {
     this.#liveFiles = live;
     this.#written.clear();
     this.#metadataUsed = core.meta.bytesOf(live);
+    await Promise.all(dead.map((f) => fileops.removeFile(path.join(core.meta.dir, f))));
     for (const f of dead) core.meta.sizes.delete(f);
-    // Off the commit's path (an unlink waits for the file system's journal, which a busy
-    // disk holds for milliseconds): no root names these files, and open removes any a
-    // crash leaves. `tidied()` (the pool's close) waits for them.
-    const removals = Promise.all(dead.map((f) => fileops.removeFile(path.join(core.meta.dir, f))));
-    this.#removing = Promise.all([this.#removing, removals]).then(() => {}, () => {});
   }
 
   /** Sizes of live files not read at open (a participant's), for the metadata counters. */

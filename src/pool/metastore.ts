@@ -23,6 +23,14 @@ export const ROOT_FILE = "pool.cbor";
 /** The root record the last commit replaced. */
 export const PREVIOUS_ROOT_FILE = "pool.prev.cbor";
 
+/** How {@linkcode MetaStore.switchRoot} switches. */
+export interface SwitchOptions {
+  /** False: no previous root stays (repair and restore, which rewrite everything). Default true. */
+  keepPrevious?: boolean;
+  /** Syncs the new root needs too (the data file's), awaited together with its own. */
+  alongside?: Promise<void>[];
+}
+
 /** The metadata directory of a pool. */
 export class MetaStore {
   /** Bytes of every file written or found, by name; its sum is the metadata in use. */
@@ -158,40 +166,45 @@ export class MetaStore {
   /**
    * Replaces the root record atomically: write a temporary file; make it, the staged
    * files (see {@linkcode stage}) and the directory (the new files' names) durable, all
-   * at once together with `alongside` (the data file's sync); keep the current root as
-   * the previous one; rename; fsync the directory (the rename). Two waits for the disk,
-   * one after the other, where one after each step would be five. With
+   * at once together with `alongside` (the data file's sync), while the current root is
+   * linked as the previous one; rename; fsync the directory (the rename). Two waits for
+   * the disk, one after the other, where one after each step would be four. With
    * `keepPrevious: false` (repair and restore, which rewrite everything) no previous root
    * stays.
    */
-  async switchRoot(value: unknown, options: { keepPrevious?: boolean; alongside?: Promise<void>[] } = {}): Promise<number> {
+  async switchRoot(value: unknown, options: SwitchOptions = {}): Promise<number> {
     const bytes = encodeMetaFile(value);
     const tmp = path.join(this.dir, `${ROOT_FILE}.tmp`);
     const root = fileops.writeFileNow(tmp, "w", bytes);
     // The names of the files the new root names (each created under a fresh name, before
     // this directory sync starts) must be on disk before the rename can be: a file system
     // may persist the rename first. Settled, not raced: nothing is closed under a sync.
-    const done = await Promise.allSettled([root.datasync(), this.syncStaged(), this.syncDir(), ...(options.alongside ?? [])]);
+    // The previous root is set aside meanwhile: it is the current one until the rename.
+    const done = await Promise.allSettled([root.datasync(), this.syncStaged(), this.syncDir(), this.#keepPrevious(options.keepPrevious !== false), ...(options.alongside ?? [])]);
     root.close();
     for (const d of done) if (d.status === "rejected") throw d.reason;
-    const prev = path.join(this.dir, PREVIOUS_ROOT_FILE);
-    if (options.keepPrevious === false) fileops.removeFileNow(prev);
-    else {
-      // A second name for the root being replaced, then renamed over the old previous
-      // root, so some previous root is there at every moment.
-      const prevTmp = `${prev}.tmp`;
-      fileops.removeFileNow(prevTmp);
-      try {
-        await fileops.link(path.join(this.dir, ROOT_FILE), prevTmp);
-        await fileops.rename(prevTmp, prev);
-      } catch (e) {
-        if ((e as { code?: string }).code !== "ENOENT") throw e; // no root yet: the pool's first
-      }
-    }
     await fileops.rename(tmp, path.join(this.dir, ROOT_FILE));
     await this.syncDir();
     this.sizes.set(ROOT_FILE, bytes.byteLength);
     return bytes.byteLength;
+  }
+
+  /**
+   * Makes `pool.prev.cbor` a second name of the current root (before a switch replaces
+   * it), or with `keep` false removes it. A link, then a rename over the old previous
+   * root, so some previous root is there at every moment.
+   */
+  async #keepPrevious(keep: boolean): Promise<void> {
+    const prev = path.join(this.dir, PREVIOUS_ROOT_FILE);
+    if (!keep) return fileops.removeFileNow(prev);
+    const prevTmp = `${prev}.tmp`;
+    fileops.removeFileNow(prevTmp);
+    try {
+      await fileops.link(path.join(this.dir, ROOT_FILE), prevTmp);
+      await fileops.rename(prevTmp, prev);
+    } catch (e) {
+      if ((e as { code?: string }).code !== "ENOENT") throw e; // no root yet: the pool's first
+    }
   }
 
   /** Reads the root record, or undefined when there is none. */

@@ -281,7 +281,6 @@ export class Pool {
         failure = e;
         await this.#core.ctx.inflight.drain().catch(() => {});
       }
-      await this.#engine.tidied();
       this.#closed = true;
     });
     this.#deferredDeleteErrors(); // drops what the last commit resolved
