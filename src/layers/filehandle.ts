@@ -13,6 +13,7 @@ import type { FsHost } from "./host.ts";
 import { type Ino, isDir, isReg } from "./inode.ts";
 import type { Layer } from "./layer.ts";
 import { LayerStats } from "./stats.ts";
+import type { LayerTree } from "./tree.ts";
 
 let nextFd = 1000;
 
@@ -85,7 +86,7 @@ export class LayerFileHandle {
       bytes = data.subarray(from, from + (typeof length === "number" ? length : data.byteLength - from));
       pos = position ?? null;
     }
-    await this.host.writing(this.layer, "write", undefined, async (tree) => {
+    await this.#changing("write", async (tree) => {
       this.#regular("write");
       const inode = tree.own(this.ino);
       const at = this.flags.append ? inode.size : pos ?? this.#position;
@@ -111,7 +112,7 @@ export class LayerFileHandle {
   async truncate(length = 0): Promise<void> {
     this.#check("ftruncate", this.flags.write);
     if (!Number.isSafeInteger(length) || length < 0) throw storeError("EINVAL", "ftruncate", undefined, `length '${length}' must be a whole number of bytes`);
-    await this.host.writing(this.layer, "ftruncate", undefined, async (tree) => {
+    await this.#changing("ftruncate", async (tree) => {
       this.#regular("ftruncate");
       const inode = tree.own(this.ino);
       await truncateData(this.host.data(this.layer), inode, length);
@@ -143,6 +144,19 @@ export class LayerFileHandle {
         // A closed store reaps the file when it opens again.
         if (!hasCode(e, "EBADF")) throw e;
       }
+    }
+  }
+
+  /**
+   * Changes the file under the store's lock; a holder of the layer that watches it (a
+   * mount) hears of it once the lock is released (see holds.ts).
+   */
+  async #changing(syscall: string, fn: (tree: LayerTree) => Promise<void>): Promise<void> {
+    if (!this.host.watched(this.layer)) return await this.host.writing(this.layer, syscall, undefined, fn);
+    try {
+      await this.host.writing(this.layer, syscall, undefined, fn);
+    } finally {
+      await this.host.changed(this.layer, { ino: this.ino });
     }
   }
 

@@ -20,6 +20,7 @@ import { hasCode, storeError } from "../common/errors.ts";
 import { LayerFileHandle, toBytes } from "./filehandle.ts";
 import { readData, truncateData, writeData } from "./fileio.ts";
 import { type OpenFlags, parseFlags } from "./flags.ts";
+import type { ChangedName, LayerChange } from "./holds.ts";
 import type { FsHost } from "./host.ts";
 import { type Ino, type Inode, isDir, isLink, isReg, newInode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "./inode.ts";
 import type { Layer } from "./layer.ts";
@@ -27,6 +28,26 @@ import { components, join, type LayerPath, ROOT } from "./path.ts";
 import type { Resolved } from "./resolve.ts";
 import { LayerDirent, LayerStats } from "./stats.ts";
 import type { LayerTree } from "./tree.ts";
+
+/**
+ * The names a change touches, for the layer's holders (see holds.ts): `paths` resolved
+ * as the call resolves them (`follow`: the last component's symbolic link too), and for a
+ * rename of a directory, where it moved.
+ */
+interface Touched {
+  readonly paths: readonly string[];
+  readonly follow: boolean;
+  readonly moved?: () => { from: LayerPath; to: LayerPath } | undefined;
+}
+
+/** Where a touched path leads at one moment. */
+interface Peeked {
+  dir: LayerPath;
+  dirIno: Ino;
+  name: string;
+  ino: Ino;
+  inode: Inode | undefined;
+}
 
 /** File contents as the calls take them. */
 export type FileData = string | ArrayBufferView;
@@ -91,8 +112,48 @@ export class LayerFs {
     return this.#host.reading(this.#layer, syscall, fn);
   }
 
-  #write<T>(syscall: string, path: string, fn: (tree: LayerTree) => T | Promise<T>): Promise<T> {
-    return this.#host.writing(this.#layer, syscall, path, fn);
+  /**
+   * Runs a change under the store's lock. When something holding the layer (a mount)
+   * watches it, the names the change touches are resolved before and after it, still
+   * under the lock, and told to the holders once the lock is released (the change has
+   * happened even if it failed part way). Nothing of this runs for an unwatched layer.
+   */
+  async #write<T>(syscall: string, path: string, fn: (tree: LayerTree) => T | Promise<T>, touched: Touched = { paths: [path], follow: false }): Promise<T> {
+    const layer = this.#layer;
+    if (!this.#host.watched(layer)) return await this.#host.writing(layer, syscall, path, fn);
+    let change: LayerChange | undefined;
+    try {
+      return await this.#host.writing(layer, syscall, path, async (tree) => {
+        const before = touched.paths.map((p) => this.#peek(layer, p, touched.follow));
+        try {
+          return await fn(tree);
+        } finally {
+          const names: ChangedName[] = [];
+          touched.paths.forEach((p, i) => {
+            const was = before[i];
+            const now = this.#peek(layer, p, touched.follow);
+            const at = now ?? was;
+            if (!at) return;
+            names.push({ dir: at.dir, dirIno: at.dirIno, name: at.name, before: was?.ino ?? 0, was: was?.inode, after: now?.ino ?? 0 });
+          });
+          change = { names, moved: touched.moved?.() };
+        }
+      });
+    } finally {
+      if (change) await this.#host.changed(layer, change);
+    }
+  }
+
+  /** Where `path` leads in `layer` now, or undefined when its directory does not exist. */
+  #peek(layer: Layer, path: string, follow: boolean): Peeked | undefined {
+    try {
+      const r = this.#host.view.resolve(layer, path, follow, "peek");
+      if (r.path === ROOT) return { dir: ROOT, dirIno: r.ino, name: "", ino: r.ino, inode: r.inode };
+      const dir = this.#host.view.resolve(layer, r.dir, true, "peek");
+      return { dir: r.dir, dirIno: dir.ino, name: r.name, ino: r.ino, inode: r.inode };
+    } catch {
+      return undefined;
+    }
   }
 
   /** Reads a whole file: a Buffer, or a string when an encoding is given. */
@@ -132,7 +193,7 @@ export class LayerFs {
       const inode = tree.own(ino);
       await writeData(this.#host.data(this.#layer), inode, flags.append ? inode.size : 0, bytes);
       inode.mtimeMs = inode.ctimeMs = tree.now;
-    });
+    }, { paths: [path], follow: !flags.noFollow });
   }
 
   /** Opens (and with create flags makes or truncates) a file in a write call. */
@@ -161,7 +222,7 @@ export class LayerFs {
   async open(path: string, flags: string | number = "r", mode = 0o666): Promise<LayerFileHandle> {
     const f = parseFlags(flags);
     if (f.write || f.create || f.truncate) {
-      return await this.#write("open", path, async (tree) => new LayerFileHandle(this.#host, this.#layer, await this.#openIno(tree, path, f, mode, "open"), f));
+      return await this.#write("open", path, async (tree) => new LayerFileHandle(this.#host, this.#layer, await this.#openIno(tree, path, f, mode, "open"), f), { paths: [path], follow: !f.noFollow });
     }
     return await this.#read("open", () => {
       const r = this.#existing(path, !f.noFollow, "open");
@@ -231,7 +292,7 @@ export class LayerFs {
         first ??= made;
       }
       return first;
-    });
+    }, { paths: recursive ? components(path).map((_, i, c) => "/" + c.slice(0, i + 1).join("/")) : [path], follow: false });
   }
 
   /** Removes a file, or with `recursive` a directory tree; `force` ignores a missing path. */
@@ -292,11 +353,13 @@ export class LayerFs {
 
   /** Renames with POSIX rules; entries from lower layers can be renamed too. */
   rename(oldPath: string, newPath: string): Promise<void> {
+    let moved: { from: LayerPath; to: LayerPath } | undefined;
     return this.#write("rename", oldPath, async (tree) => {
       const src = this.#existing(oldPath, false, "rename");
       const dst = this.#resolve(newPath, false, "rename");
       await tree.rename(src, dst, "rename");
-    });
+      if (isDir(src.inode.mode)) moved = { from: src.path, to: dst.path };
+    }, { paths: [oldPath, newPath], follow: false, moved: () => moved });
   }
 
   /** Makes a symbolic link at `path` pointing at `target` (kept as given). */
@@ -325,7 +388,7 @@ export class LayerFs {
     return this.#write("link", newPath, (tree) => {
       const src = this.#existing(existingPath, false, "link");
       tree.link(src, this.#resolve(newPath, false, "link"), "link");
-    });
+    }, { paths: [existingPath, newPath], follow: false });
   }
 
   /** Sets permission bits (following symbolic links). */
@@ -367,7 +430,7 @@ export class LayerFs {
       const inode = tree.own(r.ino);
       fn(inode);
       inode.ctimeMs = tree.now;
-    });
+    }, { paths: [path], follow });
   }
 
   /** Checks that `path` exists; asking for write access on a read-only layer gives EROFS. */
@@ -388,7 +451,7 @@ export class LayerFs {
       const inode = tree.own(r.ino);
       await truncateData(this.#host.data(this.#layer), inode, length);
       inode.mtimeMs = inode.ctimeMs = tree.now;
-    });
+    }, { paths: [path], follow: true });
   }
 
   /**

@@ -37,6 +37,8 @@ export function fsHost(s: StoreState): FsHost {
       s.catalog.markDirty(layer);
       return await fn(new LayerTree(host, layer));
     }),
+    watched: (layer) => s.holds.watching(layer),
+    changed: (layer, change) => s.holds.changed(layer, change),
   };
   return host;
 }

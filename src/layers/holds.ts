@@ -6,10 +6,40 @@
  * gone (a mount unmounts lazily) and removes the layer when the last hold is released,
  * as devicemapper's deferred removal and containerd's asynchronous remove do.
  *
+ * A holder may also hear of the changes made to the layer through the store's path API
+ * (`store.fs(key)` and its file handles) while it holds it: a mount passes them on to
+ * the kernel, whose caches of the layer would otherwise go stale. Changes a holder makes
+ * itself (a mount's requests, through `LayerNodes`) are not reported back to it.
+ *
  * @module
  */
 import { storeError } from "../common/errors.ts";
+import type { Ino, Inode } from "./inode.ts";
 import type { Layer } from "./layer.ts";
+import type { LayerPath } from "./path.ts";
+
+/** A name a path-API call touched, as the layer had it just before the change and has it after. */
+export interface ChangedName {
+  /** The canonical directory holding the name (the entry itself for the root, whose `name` is ""). */
+  readonly dir: LayerPath;
+  /** That directory's inode. */
+  readonly dirIno: Ino;
+  readonly name: string;
+  /** The inode the name led to before the change (0 for nothing), and that inode as it was. */
+  readonly before: Ino;
+  readonly was: Inode | undefined;
+  /** The inode it leads to after the change (0 for nothing). */
+  readonly after: Ino;
+}
+
+/**
+ * A change made through the store's path API to a held layer: the names it touched
+ * (both of a rename or a link; a directory that moved, with the paths below it, is
+ * `moved`), or the inode a file handle wrote or truncated.
+ */
+export type LayerChange =
+  | { readonly names: readonly ChangedName[]; readonly moved?: { readonly from: LayerPath; readonly to: LayerPath } }
+  | { readonly ino: Ino };
 
 /** Something that uses a layer in place. */
 export interface LayerHold {
@@ -20,6 +50,12 @@ export interface LayerHold {
    * release the hold). Without it, a deferred remove fails with EBUSY like any other.
    */
   releaseWhenIdle?(): void;
+  /**
+   * A change made to the layer through the store's path API, told once the store's lock
+   * is released; the call that made it returns when the promise settles, so keep it
+   * bounded. Never called for changes made through `store.nodes` (the holder's own).
+   */
+  changed?(change: LayerChange): Promise<void> | void;
 }
 
 /**
@@ -59,6 +95,27 @@ export class LayerHolds {
   /** True while anything holds `layer`. */
   held(layer: Layer): boolean {
     return (this.#holds.get(layer)?.size ?? 0) > 0;
+  }
+
+  /** True while a holder of `layer` wants to hear of its path-API changes. */
+  watching(layer: Layer): boolean {
+    const set = this.#holds.get(layer);
+    if (!set) return false;
+    for (const h of set) if (h.changed) return true;
+    return false;
+  }
+
+  /** Tells `layer`'s holders of `change`; settles when they all have passed it on (their failures are theirs). */
+  async changed(layer: Layer, change: LayerChange): Promise<void> {
+    const set = this.#holds.get(layer);
+    if (!set) return;
+    await Promise.all([...set].map(async (h) => {
+      try {
+        await h.changed?.(change);
+      } catch {
+        // A holder that cannot pass a change on (its connection ended) leaves the change made.
+      }
+    }));
   }
 
   /** EBUSY, naming the holders, when `layer` is held. */

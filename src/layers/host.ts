@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { LayerChange } from "./holds.ts";
 import type { Layer } from "./layer.ts";
 import type { LayerTree, TreeHost } from "./tree.ts";
 
@@ -23,4 +24,8 @@ export interface FsHost extends TreeHost {
    * layer is active. The layer's changes are written by the next commit (`sync`).
    */
   writing<T>(layer: Layer, syscall: string, path: string | undefined, fn: (tree: LayerTree) => Promise<T> | T): Promise<T>;
+  /** True when something holding `layer` (a mount) wants to hear of its path-API changes (see holds.ts). */
+  watched(layer: Layer): boolean;
+  /** Tells those holders of a change, after `writing` has released the lock; settles when they have passed it on. */
+  changed(layer: Layer, change: LayerChange): Promise<void>;
 }

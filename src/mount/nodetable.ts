@@ -142,6 +142,11 @@ export class NodeTable {
     return n;
   }
 
+  /** The node of directory `ino` in `served`, if the kernel holds one (made by nothing). */
+  dirNode(served: ServedLayer, ino: Ino): FuseNode | undefined {
+    return this.#perServed.get(served)?.get(`d${ino}`);
+  }
+
   /** The unshared node of file `ino` in `served`, if the kernel holds one. */
   fileNode(served: ServedLayer, ino: Ino): FuseNode | undefined {
     return this.#perServed.get(served)?.get(`f${ino}`);

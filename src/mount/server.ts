@@ -15,7 +15,9 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { storeError } from "../common/errors.ts";
+import type { LayerChange } from "../layers/holds.ts";
 import type { LayerStore } from "../layers/store.ts";
+import { changedBehind } from "./behind.ts";
 import { FuseDevice } from "./device.ts";
 import { bindMount, clearMount, fuseUnsupported, isDead, kernelMount, kernelUnmount, type MountEntry, mountSource, mountTable, setReadahead } from "./kernel.ts";
 import { servedName } from "./names.ts";
@@ -36,9 +38,9 @@ export const MAX_WRITE = 1 << 20;
 export interface ServeOptions {
   /**
    * Seconds the kernel may cache names and attributes of active layers (default 60).
-   * Every change made through the mount is the kernel's own, so it never sees a stale
-   * name for those; the timeout only bounds how long changes made behind the mount
-   * (through the store's API, on a layer that is mounted) can go unseen there.
+   * Every change made through the mount is the kernel's own, and those made behind it
+   * through the store's path API (`store.fs(key)`) are told to the kernel when made
+   * (behind.ts), so no change waits for the timeout to be seen.
    */
   activeTimeout?: number;
   /** Seconds for views and committed layers, which never change (default 1 day). */
@@ -152,7 +154,7 @@ export class LayerServer {
     try {
       if (single) {
         // A deferred remove: unmount lazily; the hold goes (and the layer with it) when the kernel lets go.
-        first = LayerServer.#hold(store, single.key, single.readOnly, `mounted at '${real}'`, () => void server?.unmount({ lazy: true }).catch(() => {}));
+        first = LayerServer.#hold(store, session, single.key, single.readOnly, `mounted at '${real}'`, () => void server?.unmount({ lazy: true }).catch(() => {}));
         const served = first.served;
         session.single = served;
         session.table.setRoot({ kind: "dir", ino: served.nodes.root, layer: served.nodes.layer, served, shared: false, path: "/" });
@@ -184,11 +186,15 @@ export class LayerServer {
     return server;
   }
 
-  /** Holds `key` in the store for serving, with what a deferred remove does. */
-  static #hold(store: LayerStore, key: string, readOnly: boolean, reason: string, whenIdle: () => void): Serving {
+  /**
+   * Holds `key` in the store for serving, with what a deferred remove does; changes made
+   * to it through the store's path API meanwhile are told to the kernel (behind.ts).
+   */
+  static #hold(store: LayerStore, session: Session, key: string, readOnly: boolean, reason: string, whenIdle: () => void): Serving {
     const nodes = store.nodes(key);
     const served: ServedLayer = { key, name: servedName(key), nodes, readOnly: readOnly || !nodes.writable };
-    const release = store.hold(key, { reason, releaseWhenIdle: whenIdle });
+    const changed = nodes.writable ? (c: LayerChange) => changedBehind(session, served, c) : undefined;
+    const release = store.hold(key, { reason, releaseWhenIdle: whenIdle, changed });
     return { served, release, binds: new Set() };
   }
 
@@ -249,7 +255,7 @@ export class LayerServer {
     if (this.#single) throw storeError("EINVAL", "mount", key, "this connection serves one layer at its root");
     if (this.#ended) throw storeError("ENOTCONN", "mount", this.path, "the server has stopped");
     if (this.#serving.has(key)) throw storeError("EEXIST", "mount", key, "the layer is served already");
-    const serving = LayerServer.#hold(this.#store, key, options.readOnly ?? false, `mounted at '${path.join(this.path, servedName(key))}'`, () => {
+    const serving = LayerServer.#hold(this.#store, this.#session, key, options.readOnly ?? false, `mounted at '${path.join(this.path, servedName(key))}'`, () => {
       void this.#retire(key);
     });
     this.#serving.set(key, serving);
