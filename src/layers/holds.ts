@@ -54,6 +54,8 @@ export interface LayerHold {
    * A change made to the layer through the store's path API, told once the store's lock
    * is released; the call that made it returns when the promise settles, so keep it
    * bounded. Never called for changes made through `store.nodes` (the holder's own).
+   *
+   * @internal For src/mount: the change's types are the store's own, not part of the public API.
    */
   changed?(change: LayerChange): Promise<void> | void;
 }
