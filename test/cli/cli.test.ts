@@ -303,6 +303,9 @@ describe("thinstack CLI", { concurrency: true }, () => {
       fails(await thinstack(["init", "--data-size", "4M", "--base-size", "1K"], { root: none }), 1, /EINVAL/, /--base-size/);
       assert.equal(await exists(none), false, "a failed init leaves nothing behind");
       fails(await thinstack(["frob"], { root: none }), 2, /unknown command 'frob'/);
+      // The exit codes are the process's: 2 for a usage error, 1 for a failed command.
+      fails(await thinstack(["frob"], { root: none, spawn: true }), 2, /unknown command 'frob'/);
+      fails(await thinstack(["ls"], { root: none, spawn: true }), 1, /ENOENT/, new RegExp(`no store at '${none}'`));
     });
   });
 
@@ -537,7 +540,8 @@ describe("thinstack CLI", { concurrency: true }, () => {
     const queue = [...runs];
     const worker = async () => {
       for (let args = queue.shift(); args; args = queue.shift()) {
-        const run = ok(await thinstack(args));
+        // The two top-level ones through the bin in a process of their own, as a user runs them.
+        const run = ok(await thinstack(args, { spawn: args.length === 1 }));
         if (args[0] === "--version") assert.match(run.stdout, /^\d+\.\d+\.\d+\n$/);
         else assert.match(run.stdout, new RegExp(`^Usage: thinstack${args.length > 1 ? ` ${args[0]}` : ""} `));
       }
