@@ -1,8 +1,10 @@
 /**
- * The `thinstack` command (issue 5), driven as a user drives it: every step spawns the
- * CLI under the runtime running the tests (`node src/cli/bin.mjs` under Node, `deno run
- * -A --no-lock src/cli/main.ts` under Deno) on a store in a temporary directory, and
- * checks its exit code, its output and, for errors, its one line on stderr.
+ * The `thinstack` command (issue 5), driven as a user drives it: every step runs the CLI
+ * on a store in a temporary directory, through its entry function in this process, or in
+ * a child process under the runtime running the tests (`node src/cli/bin.mjs` under Node,
+ * `deno run -A --no-lock src/cli/bin.mjs` under Deno) where it reads stdin, needs a working
+ * directory or is about the process itself (see cli.ts), and checks its exit code, its
+ * output and, for errors, its one line on stderr.
  *
  * The scenarios are independent (each has its own store), so under Node they run
  * concurrently; Deno's node:test runs them one after another.
