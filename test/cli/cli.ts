@@ -14,7 +14,6 @@ import os from "node:os";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import tar from "tar-stream";
-import { main } from "../../src/cli/main.ts";
 import { isDeno } from "../helpers/runtime.ts";
 
 declare const Deno: { execPath(): string } | undefined;
@@ -103,6 +102,8 @@ async function here(all: string[], extra: Record<string, string> = {}): Promise<
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   let code: number;
+  // Loaded at the first run: files that take only pattern() or mktar() from here do not load the CLI.
+  const { main } = await import("../../src/cli/main.ts");
   put(change);
   try {
     code = await main(all, { stdout: collector(out), stderr: collector(err) });
