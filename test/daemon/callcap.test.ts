@@ -1,8 +1,8 @@
 /**
  * The per-connection call limit (src/daemon/callcap.ts), the workaround for Deno's
  * node:http2 dying on a GOAWAY over a connection that carried many calls: calls past the
- * limit, one after another and many at once, all answer (the client reconnects), and the
- * server took a new connection each time; and `thinstack serve` under this runtime
+ * limit, one after another, many at once and Lists back to back, all answer (the client
+ * reconnects), and the server took new connections; and `thinstack serve` under this runtime
  * survives a client that closes after hundreds of calls, then stops cleanly at SIGTERM.
  */
 import assert from "node:assert/strict";
@@ -39,6 +39,12 @@ test("call cap: past the limit, sequential and concurrent calls all answer over 
   // A burst goes out on one connection before its GOAWAY is read, so it may exceed the
   // limit there; what must hold is that every call answered and the limit still ended it.
   assert.ok(server.connections! > sequential, `80 more calls took ${server.connections! - sequential} more connections`);
+
+  // Lists back to back across the connections' ends (a Deno client drops a List whose
+  // answer is streaming when the GOAWAY comes; the client asks again).
+  const before = server.connections!;
+  for (let i = 0; i < 30; i++) assert.equal((await client.list()).length, 41);
+  assert.ok(server.connections! > before + 3, `30 Lists took ${server.connections! - before} more connections`);
 });
 
 test("call cap: serve survives a client closing after 300 calls on its connection, and stops cleanly at SIGTERM", async (t) => {
