@@ -28,7 +28,7 @@ export { EVENT_LOG, EVENT_LOG_LIMIT, readEventLog } from "./src/pool/events.ts";
 export type { LoggedEvent, PoolEventMap, PoolEventName, ReadEventLogOptions } from "./src/pool/events.ts";
 export type {
   AutoextendEvent, BlockNo, CommitParticipant, DeferredDeleteError, DeviceId, DeviceInfo, DeviceUsage, LowWaterEvent, MetadataTransaction, PoolCreateOptions,
-  PoolOpenOptions, PoolSettings, PoolStatus, ThinDevice, VBlock,
+  PoolOpenOptions, PoolSettings, PoolStatus, ReadLease, ThinDevice, VBlock,
 } from "./src/pool/types.ts";
 export { MAX_BLOCK_SIZE, MAX_DEVICE_ID, MIN_BLOCK_SIZE } from "./src/pool/types.ts";
 export { hasCode, storeError } from "./src/common/errors.ts";

@@ -14,6 +14,7 @@ import { appendOp, delayRecordedSyncSync, ticket, useSequence } from "../src/poo
 import { discardSync } from "../src/pool/discard.ts";
 
 const arena = Buffer.from(workerData.arena as SharedArrayBuffer);
+const readArena = Buffer.from(workerData.readArena as SharedArrayBuffer);
 useSequence(workerData.seq as SharedArrayBuffer | undefined);
 const CHUNK = 1024 * 1024;
 const scratch = Buffer.alloc(CHUNK);
@@ -98,6 +99,9 @@ export default function run(task: IoTask): IoResult | ReturnType<typeof move> {
           break;
         case "read":
           readAll(fd, arena.subarray(op.at, op.at + op.len), op.pos);
+          break;
+        case "readShared":
+          readAll(fd, readArena.subarray(op.at, op.at + op.len), op.pos);
           break;
         case "readOut":
           readAll(fd, out!.subarray(op.at, op.at + op.len), op.pos);

@@ -10,7 +10,7 @@ import type { AutoextendEvent, DeferredDeleteError, LowWaterEvent } from "../poo
 import { withLock } from "../common/pidlock.ts";
 import { storeError } from "../common/errors.ts";
 import { findDaemon } from "../daemon/record.ts";
-import { printOut } from "./stdout.ts";
+import { cliOutput, printOut } from "./stdout.ts";
 
 /** The store directory: --root, else $THINSTACK_ROOT, else ./.thinstack. */
 export function rootOf(cmd: Command): string {
@@ -52,7 +52,7 @@ export async function openStore(root: string, options: StoreUse = {}): Promise<I
   store.pool.onDeferredDeleteError = (e) => note(`warning: ${deleteErrorLine(e)}`);
   // Logged by the pool in any case (`thinstack events`); said on a terminal too, where a
   // person reads it, not in the output a script reads.
-  if (process.stderr.isTTY) store.pool.on("lowWater", (event) => note(lowWaterLine(event)));
+  if (cliOutput().stderr.isTTY) store.pool.on("lowWater", (event) => note(lowWaterLine(event)));
   return store;
 }
 
@@ -142,5 +142,5 @@ export function out(text: string): void {
 
 /** Writes a `thinstack: ...` line to stderr: news that is not the command's output. */
 export function note(text: string): void {
-  process.stderr.write(`thinstack: ${text}\n`);
+  cliOutput().stderr.write(`thinstack: ${text}\n`);
 }

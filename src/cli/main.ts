@@ -23,7 +23,7 @@ import { poolCommands } from "./commands/pool.ts";
 import { showSizeDefaults } from "./args.ts";
 import { VERSION } from "./info.ts";
 import { errorLine, Exit } from "./output.ts";
-import { EPIPE_EXIT, isStdoutClosed, stdoutClosed, watchStdout } from "./stdout.ts";
+import { type CliOutput, cliOutput, EPIPE_EXIT, isStdoutClosed, stdoutClosed, useOutput, watchStdout } from "./stdout.ts";
 
 /** Builds the program. */
 export function program(): Command {
@@ -46,17 +46,23 @@ export function program(): Command {
   for (const c of [cmd, ...cmd.commands]) {
     const help = c === cmd ? "thinstack --help" : `thinstack ${c.name()} --help`;
     c.configureOutput({
-      writeErr: (s) => process.stderr.write(s),
+      writeOut: (s) => cliOutput().stdout.write(s),
+      writeErr: (s) => cliOutput().stderr.write(s),
       outputError: (s, write) => write(`thinstack: ${s.replace(/^error: /, "").trim().replace(/\s*\n\s*/g, " ")} (see '${help}')\n`),
     });
   }
   return cmd;
 }
 
-/** Runs the CLI with `argv` (without the runtime and script); resolves to the exit code. */
-export async function main(argv: string[]): Promise<number> {
+/**
+ * Runs the CLI with `argv` (without the runtime and script); resolves to the exit code.
+ * It writes to `output` when given (one run at a time per process), else to the process's
+ * stdout and stderr.
+ */
+export async function main(argv: string[], output?: CliOutput): Promise<number> {
   const cmd = program();
-  watchStdout();
+  if (output) useOutput(output);
+  else watchStdout();
   try {
     await cmd.parseAsync(argv, { from: "user" });
     return stdoutClosed() ? EPIPE_EXIT : 0;
@@ -64,9 +70,11 @@ export async function main(argv: string[]): Promise<number> {
     if (isStdoutClosed(e)) return EPIPE_EXIT;
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     if (e instanceof Exit) return e.code;
-    process.stderr.write(errorLine(e));
-    if (process.env.THINSTACK_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? ""}\n`);
+    cliOutput().stderr.write(errorLine(e));
+    if (process.env.THINSTACK_DEBUG) cliOutput().stderr.write(`${(e as Error)?.stack ?? ""}\n`);
     return 1;
+  } finally {
+    if (output) useOutput(undefined);
   }
 }
 

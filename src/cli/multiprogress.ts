@@ -6,6 +6,7 @@
  */
 import cliProgress from "cli-progress";
 import { formatIec } from "../common/units.ts";
+import { cliOutput } from "./stdout.ts";
 import type { TransferEvent } from "../registry/progress.ts";
 
 /** Shows transfer events; `stop` ends the bars' lines before anything else prints. */
@@ -21,9 +22,10 @@ const STATES: Partial<Record<TransferEvent["state"], string>> = {
 
 /** Bars labelled `verb` (pull, push), one per layer, on a terminal; a silent sink otherwise. */
 export function transferBars(verb: string): TransferBars {
-  if (!process.stderr.isTTY) return { update() {}, stop() {} };
+  const stderr = cliOutput().stderr;
+  if (!stderr.isTTY) return { update() {}, stop() {} };
   const multi = new cliProgress.MultiBar({
-    stream: process.stderr,
+    stream: stderr,
     format: `{label} [{bar}] {done}/{all} {state}`,
     barsize: 20,
     hideCursor: true,

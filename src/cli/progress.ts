@@ -6,6 +6,7 @@
  */
 import cliProgress from "cli-progress";
 import { formatIec } from "../common/units.ts";
+import { cliOutput } from "./stdout.ts";
 
 /** A progress sink: `total` may be unknown (0) until later. */
 export interface Progress {
@@ -18,9 +19,10 @@ const silent: Progress = { setTotal() {}, advance() {}, stop() {} };
 
 /** A bar labelled `label` on stderr when it is a terminal; a silent sink otherwise. */
 export function progress(label: string, total = 0): Progress {
-  if (!process.stderr.isTTY) return silent;
+  const stderr = cliOutput().stderr;
+  if (!stderr.isTTY) return silent;
   const bar = new cliProgress.SingleBar({
-    stream: process.stderr,
+    stream: stderr,
     format: `${label} [{bar}] {percentage}% {done}/{all}`,
     hideCursor: true,
     clearOnComplete: false,

@@ -7,10 +7,40 @@
  * `'error'` event on `process.stdout` (which, unheard, would crash the process); it is heard
  * here, from {@linkcode watchStdout} on.
  *
+ * Everything the CLI writes goes through {@linkcode cliOutput}: the process's stdout and
+ * stderr, or the streams a caller of `main` gave it (a test runs many commands in one
+ * process that way, without a start-up each).
+ *
  * @module
  */
 import process from "node:process";
+import type { Writable } from "node:stream";
 import { Exit } from "./output.ts";
+
+/** A stream the CLI writes to; `isTTY` as on `process.stderr` (progress bars and notes for a person need a terminal). */
+export type CliStream = Writable & { isTTY?: boolean };
+
+/** Where a run of the CLI writes its output and its messages. */
+export interface CliOutput {
+  stdout: CliStream;
+  stderr: CliStream;
+}
+
+let current: CliOutput | undefined;
+
+/** Where the CLI writes now: what {@linkcode useOutput} set, else the process's own stdout and stderr. */
+export function cliOutput(): CliOutput {
+  return current ?? { stdout: process.stdout, stderr: process.stderr };
+}
+
+/**
+ * Sends the CLI's output to `output` until it is called again (undefined: back to the
+ * process's stdout and stderr). One run of the CLI at a time per process: `main` sets it
+ * for its run.
+ */
+export function useOutput(output: CliOutput | undefined): void {
+  current = output;
+}
 
 /** The exit status of a command whose stdout reader went away: 128 + SIGPIPE, as a shell reports `cat` killed by it. */
 export const EPIPE_EXIT = 141;
@@ -70,7 +100,7 @@ export async function writeOut(chunk: Uint8Array | string): Promise<void> {
   if (failure) throw failure;
   try {
     await new Promise<void>((resolve, reject) => {
-      process.stdout.write(chunk, (err?: Error | null) => (err ? reject(err) : resolve()));
+      cliOutput().stdout.write(chunk, (err?: Error | null) => (err ? reject(err) : resolve()));
     });
   } catch (e) {
     if (isPipeError(e)) {
@@ -92,5 +122,5 @@ export async function pipeOut(chunks: AsyncIterable<Uint8Array>): Promise<void> 
 /** Writes `text` to stdout without waiting (short output); nothing once the reader has gone away. */
 export function printOut(text: string): void {
   if (closed) return;
-  process.stdout.write(text);
+  cliOutput().stdout.write(text);
 }

@@ -1,35 +1,42 @@
 /**
- * Gzip of a layer's tar as it streams, off the main thread under both runtimes: Node's
- * node:zlib deflates on libuv's thread pool; Deno 2.9's deflates on the thread that
- * calls it, so there each stream is deflated on a worker thread (workers/gzip.ts, a
- * piscina pool of up to 4), which leaves the main thread to make the tar (and the
- * digests) while deflate runs.
- * Either way it is the same zlib with the same settings, and deflate's output does not
- * depend on how its input was cut up, so the bytes are the same.
+ * Gzip of a layer's tar as it streams, deflated on every core even within one layer
+ * (pigz's way): the input is cut into blocks of {@linkcode GZIP_BLOCK} bytes, each block
+ * is deflated raw on a thread of its own with the 32 KiB before it as its history and a
+ * sync flush at its end (deflateblock.ts), and the blocks are joined, in order, behind
+ * one gzip header; the trailer's CRC-32 is combined from the blocks' (crc32.ts).
+ *
+ * The bytes depend on the input, the block size and the level only, never on how many
+ * threads there are or how the input was cut into chunks, so an export and a push of a
+ * layer make the same blob, with the same digest, on every machine with the same zlib.
+ * They are not the bytes of a one-stream `gzip` (a sync flush per MiB adds 4 bytes and
+ * each block starts its match search anew), and Deno's node:zlib deflates into other,
+ * equally valid bytes than Node's. Any gunzip reads them: it is one gzip member.
+ *
+ * Where blocks deflate: under Node on node:zlib's own threads (libuv's pool), at most one
+ * per core at once so the pool keeps threads for file I/O; under Deno 2.9, whose node:zlib
+ * deflates on the calling thread, on worker threads of ours (workers/gzip.ts, a piscina
+ * pool of one per core, up to 4).
  *
  * @module
  */
 import os from "node:os";
-import { MessageChannel, type MessagePort } from "node:worker_threads";
-import zlib from "node:zlib";
 import { Piscina } from "piscina";
 import { storeError } from "../common/errors.ts";
 import { workerExecArgv } from "../common/workerargs.ts";
-import { adoptChunk, giveChunk, takeChunk } from "./chunks.ts";
-import { pump } from "./pump.ts";
+import { giveChunk } from "./chunks.ts";
+import { crc32, crc32Combine } from "./crc32.ts";
+import { deflateBlock, WINDOW } from "./deflateblock.ts";
 
 /** Deflate level of exported layers (gzip's and Docker's default). */
 export const GZIP_LEVEL = 6;
 
 /**
- * Node's settings. Neither the output chunk size nor the buffering changes the bytes:
- * 256 KiB output chunks cut the thread-pool round trips (one per chunk) sixteenfold,
- * and the buffers let deflate go on while its output is written and its next input is
- * made.
+ * Bytes of the tar deflated as one block. Part of the blob's bytes: another size gives
+ * other digests for the same layer, so it is fixed, not tuned per machine.
  */
-const ZLIB = { chunkSize: 256 * 1024, readableHighWaterMark: 4 * 1024 * 1024, writableHighWaterMark: 2 * 1024 * 1024 };
+export const GZIP_BLOCK = 1 << 20;
 
-/** How a stream is deflated: on node:zlib's own threads, or in a worker thread of ours. */
+/** Where blocks are deflated: on node:zlib's own threads, or in worker threads of ours. */
 export type GzipMode = "zlib" | "worker";
 
 declare const Deno: unknown;
@@ -41,17 +48,94 @@ const DEFAULT_MODE: GzipMode = typeof Deno === "undefined" ? "zlib" : "worker";
 export interface GzipOptions {
   /** Deflate level, 1 (fastest) to 9 (smallest). Default {@linkcode GZIP_LEVEL}, as `exportImage` writes layers (the same digests). */
   level?: number;
-  /** Where deflate runs; default node:zlib's threads under Node, a worker thread of ours under Deno. */
+  /** Where deflate runs; default node:zlib's threads under Node, worker threads of ours under Deno. The bytes are the same. */
   mode?: GzipMode;
 }
 
+/** A block sent to a gzip worker: `length` bytes of `buf`, the first `window` of them the history before the block. */
+export interface BlockTask {
+  buf: ArrayBuffer;
+  length: number;
+  window: number;
+  level: number;
+  last: boolean;
+}
+
+/** What a gzip worker gives back: the deflated block, and the CRC-32 of its bytes. */
+export interface WorkerResult {
+  out: ArrayBuffer;
+  crc: number;
+}
+
+/** A deflated block and the CRC-32 of its (uncompressed) bytes. */
+export interface BlockResult {
+  out: Uint8Array;
+  crc: number;
+}
+
+/** Threads deflating at once, over all streams: one per core, up to 4. */
+const THREADS = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
+/** Blocks of one stream being deflated or waiting for their turn to be read, at most. */
+const AHEAD = THREADS + 2;
+
+let workers: Piscina | undefined;
+
+/** The gzip threads, started with the first block. A thread idle for two seconds stops, and idle threads do not keep the process alive. */
+function pool(): Piscina {
+  return workers ??= new Piscina({
+    filename: new URL("../../workers/gzip.ts", import.meta.url).href,
+    minThreads: 0,
+    maxThreads: THREADS,
+    idleTimeout: 2_000,
+    execArgv: workerExecArgv(),
+  });
+}
+
+/** node:zlib's jobs under way, and those waiting for a thread (first come, first served). */
+let zlibRunning = 0;
+const zlibWaiting: (() => void)[] = [];
+
+async function onZlib(buf: Uint8Array, window: number, level: number, last: boolean): Promise<BlockResult> {
+  if (zlibRunning >= THREADS) await new Promise<void>((r) => zlibWaiting.push(r));
+  zlibRunning++;
+  try {
+    const crc = crc32(buf.subarray(window));
+    return { out: await deflateBlock({ buf, window, level, last }), crc };
+  } finally {
+    zlibRunning--;
+    zlibWaiting.shift()?.();
+  }
+}
+
+async function onWorker(buf: Uint8Array, window: number, level: number, last: boolean): Promise<BlockResult> {
+  const task: BlockTask = { buf: buf.buffer as ArrayBuffer, length: buf.byteLength, window, level, last };
+  try {
+    const r = await pool().run(task, { transferList: [task.buf] }) as WorkerResult;
+    return { out: new Uint8Array(r.out), crc: r.crc };
+  } catch (e) {
+    throw storeError("EIO", "gzip", "layer", `the gzip worker failed: ${(e as Error).message}`);
+  }
+}
+
+/** The gzip header Node's zlib writes: no name, no time, the level's XFL, OS Unix. */
+function header(level: number): Uint8Array {
+  return Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level === 9 ? 2 : level === 1 ? 4 : 0, 3);
+}
+
+/** The gzip trailer: CRC-32 and length modulo 2^32, little-endian. */
+function trailer(crc: number, length: number): Uint8Array {
+  const t = new Uint8Array(8);
+  const v = new DataView(t.buffer);
+  v.setUint32(0, crc >>> 0, true);
+  v.setUint32(4, length % 2 ** 32, true);
+  return t;
+}
+
 /**
- * `input` gzipped with Node's fixed header (the same input and level give the same
- * bytes), deflated off the calling thread under both runtimes, so a caller that streams
- * a layer (a registry upload) makes the tar while deflate runs. Several streams at once
- * are deflated on as many threads (up to 4). Chunks of `input` are the gzip's to give
- * back (chunks.ts) once it has copied or consumed them; output chunks may be given back
- * by whoever is done with them.
+ * `input` gzipped (see the module doc for the format), its blocks deflated on several
+ * threads while the next ones are read; a reader that stops reading stops the input a
+ * few blocks ahead. Chunks of `input` are the gzip's to give back (chunks.ts) once it
+ * has copied them; output chunks are the reader's.
  *
  * @throws EINVAL: a level that is not a whole number from 1 to 9.
  *
@@ -64,63 +148,17 @@ export interface GzipOptions {
 export function gzip(input: AsyncIterable<Uint8Array>, options: GzipOptions = {}): AsyncGenerator<Uint8Array> {
   const level = options.level ?? GZIP_LEVEL;
   if (!Number.isInteger(level) || level < 1 || level > 9) throw storeError("EINVAL", "gzip", "layer", `gzip level '${level}' is not a whole number from 1 to 9`);
-  return (options.mode ?? DEFAULT_MODE) === "zlib" ? pump(input, zlib.createGzip({ level, ...ZLIB })) : workerGzip(input, level);
+  return blocks(input, level, (options.mode ?? DEFAULT_MODE) === "zlib" ? onZlib : onWorker);
 }
 
-/** The task that runs one stream on a gzip worker; the stream's messages go over `port`. */
-export interface GzipTask {
-  port: MessagePort;
-  level: number;
-  chunkSize: number;
-  /** Empty output buffers to begin with. */
-  rooms: ArrayBuffer[];
-}
+type Deflate = (buf: Uint8Array, window: number, level: number, last: boolean) => Promise<BlockResult>;
 
-/** Messages to the gzip worker: input (`length` bytes of `buf`), room for output, the end of input. */
-export type GzipRequest =
-  | { type: "data"; buf: ArrayBuffer; length: number }
-  | { type: "room"; buf: ArrayBuffer }
-  | { type: "end" };
-
-/** Messages from the gzip worker: output, input buffers deflate is done with, the end (with unused room), a failure. */
-export type GzipReply =
-  | { type: "out"; buf: ArrayBuffer; length: number }
-  | { type: "back"; buf: ArrayBuffer }
-  | { type: "done"; rooms: ArrayBuffer[] }
-  | { type: "error"; message: string };
-
-/** Size of an input buffer sent to the worker, and how many may be out at once. */
-const INPUT_SIZE = 1 << 20;
-const INPUTS = 4;
-/** Output buffers (chunks.ts chunks) the worker may fill before the reader takes one. */
-const ROOMS = 4;
-/** Streams deflated at once at most (more wait for a thread). */
-const THREADS = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
-
-let workers: Piscina | undefined;
-
-/**
- * The gzip threads, started with the first stream. A thread idle for two seconds stops,
- * and idle threads do not keep the process alive.
- */
-function pool(): Piscina {
-  return workers ??= new Piscina({
-    filename: new URL("../../workers/gzip.ts", import.meta.url).href,
-    minThreads: 0,
-    maxThreads: THREADS,
-    idleTimeout: 2_000,
-    execArgv: workerExecArgv(),
-  });
-}
-
-async function* workerGzip(input: AsyncIterable<Uint8Array>, level: number): AsyncGenerator<Uint8Array> {
-  const { port1: port, port2 } = new MessageChannel();
-  const ready: Uint8Array[] = [];
-  const free: ArrayBuffer[] = [];
-  let inputs = 0;
-  let done = false;
+async function* blocks(input: AsyncIterable<Uint8Array>, level: number, deflate: Deflate): AsyncGenerator<Uint8Array> {
+  /** Blocks sent to deflate, in order, with their uncompressed lengths. */
+  const queue: { result: Promise<BlockResult>; length: number }[] = [];
+  let fed = false;
   let stopped = false;
-  let failure: unknown;
+  let failure: { e: unknown } | undefined;
   let waiters: (() => void)[] = [];
   const wake = () => {
     const w = waiters;
@@ -128,98 +166,72 @@ async function* workerGzip(input: AsyncIterable<Uint8Array>, level: number): Asy
     for (const f of w) f();
   };
   const wait = () => new Promise<void>((r) => waiters.push(r));
-  const fail = (e: unknown) => {
-    failure ??= e;
-    wake();
-  };
-  port.on("message", (m: GzipReply) => {
-    if (m.type === "out") {
-      adoptChunk(m.buf);
-      ready.push(new Uint8Array(m.buf, 0, m.length));
-    } else if (m.type === "back") free.push(m.buf);
-    else if (m.type === "done") {
-      for (const b of m.rooms) {
-        adoptChunk(b);
-        giveChunk(new Uint8Array(b));
-      }
-      done = true;
-    } else fail(storeError("EIO", "gzip", "layer", `deflate failed: ${m.message}`));
-    wake();
-  });
-  const send = (m: GzipRequest, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
-
-  const rooms = Array.from({ length: ROOMS }, () => takeChunk().buffer as ArrayBuffer);
-  const abort = new AbortController();
-  const task: GzipTask = { port: port2, level, chunkSize: ZLIB.chunkSize, rooms };
-  // The task ends once "done" (or "error") is posted; the port delivers it, maybe after.
-  const running = pool().run(task, { transferList: [port2 as unknown as ArrayBuffer, ...rooms], signal: abort.signal }).then(
-    () => {},
-    (e: Error) => {
-      if (!stopped) fail(storeError("EIO", "gzip", "layer", `the gzip worker failed: ${e.message}`));
-    },
-  );
 
   const feeding = (async () => {
-    let stage: Uint8Array | undefined;
+    // A block's buffer: the window (the last bytes of the block before), then the block.
+    let stage = new Uint8Array(GZIP_BLOCK);
+    let window = 0;
     let fill = 0;
-    const flush = () => {
-      const buf = stage!.buffer as ArrayBuffer;
-      send({ type: "data", buf, length: fill }, [buf]);
-      stage = undefined;
-      fill = 0;
+    const send = async (last: boolean) => {
+      while (!last && queue.length >= AHEAD && !stopped) await wait();
+      if (stopped) return;
+      const buf = stage.subarray(0, fill);
+      const next = new Uint8Array(WINDOW + GZIP_BLOCK);
+      const keep = Math.min(WINDOW, fill); // the next block's history
+      next.set(buf.subarray(fill - keep), 0);
+      const result = deflate(buf, window, level, last);
+      result.catch(() => {}); // read (and thrown) in order by the reader
+      queue.push({ result, length: fill - window });
+      wake();
+      stage = next;
+      window = keep;
+      fill = keep;
     };
     for await (const chunk of input) {
       for (let at = 0; at < chunk.byteLength;) {
-        if (stopped || failure) return;
-        if (!stage) {
-          let buf = free.pop();
-          if (!buf && inputs < INPUTS) {
-            buf = new ArrayBuffer(INPUT_SIZE);
-            inputs++;
-          }
-          if (!buf) {
-            await wait();
-            continue;
-          }
-          stage = new Uint8Array(buf);
-        }
-        const n = Math.min(chunk.byteLength - at, stage.byteLength - fill);
+        if (stopped) return;
+        const n = Math.min(chunk.byteLength - at, window + GZIP_BLOCK - fill);
         stage.set(chunk.subarray(at, at + n), fill);
         fill += n;
         at += n;
-        if (fill === stage.byteLength) flush();
+        if (fill === window + GZIP_BLOCK) await send(false);
       }
       giveChunk(chunk);
     }
-    if (stopped || failure) return;
-    if (stage && fill) flush();
-    send({ type: "end" });
-  })().catch(fail);
+    // Always a last block, empty if the input ended on a block's end: it ends the deflate stream.
+    if (!stopped) await send(true);
+  })().then(() => {
+    fed = true;
+    wake();
+  }, (e) => {
+    failure ??= { e };
+    wake();
+  });
 
-  let clean = false;
   try {
+    yield header(level);
+    let crc = 0;
+    let length = 0;
     for (;;) {
-      const out = ready.shift();
-      if (out) {
-        yield out;
-        const room = takeChunk().buffer as ArrayBuffer;
-        send({ type: "room", buf: room }, [room]);
+      if (failure) throw failure.e;
+      const head = queue[0];
+      if (head) {
+        const r = await head.result;
+        queue.shift();
+        wake();
+        crc = crc32Combine(crc, r.crc, head.length);
+        length += head.length;
+        if (r.out.byteLength) yield r.out;
         continue;
       }
-      if (failure) throw failure;
-      if (done) break;
+      if (fed) break;
       await wait();
     }
-    await feeding;
-    if (failure) throw failure;
-    clean = true;
+    yield trailer(crc, length);
   } finally {
     stopped = true;
     wake();
     await feeding;
-    // A stream that ended early may still be deflating: its thread is stopped, not reused.
-    if (!clean) abort.abort();
-    await running;
-    port.close();
+    await Promise.allSettled(queue.map((q) => q.result));
   }
 }

@@ -10,7 +10,7 @@
  * @module
  */
 import { storeError } from "../common/errors.ts";
-import type { ThinDevice } from "../pool/types.ts";
+import type { ReadLease, ThinDevice } from "../pool/types.ts";
 import { mapPages, mappedPages, segments, tailHint, unmapFrom } from "./filemap.ts";
 import { INLINE_MAX, type Inode, PAGE } from "./inode.ts";
 import type { Layer } from "./layer.ts";
@@ -64,6 +64,27 @@ export async function readData(ctx: DataContext, inode: Inode, position: number,
     out.set(bytes, from - position);
   }));
   return out;
+}
+
+/**
+ * Reads up to `length` bytes at `position` (stopping at the end of the file) into memory
+ * shared with the I/O workers (`ThinDevice.lease`), when the range is one run of the
+ * device's pages; undefined otherwise (inline data, holes, fragments, nothing to read,
+ * or no shared memory free): read with {@linkcode readData} then.
+ *
+ * @example
+ * ```ts ignore
+ * const lease = await leaseData(ctx, inode, 0, 1 << 20);
+ * if (lease) { send(lease.bytes); lease.release(); }
+ * ```
+ */
+export function leaseData(ctx: DataContext, inode: Inode, position: number, length: number): Promise<ReadLease | undefined> | undefined {
+  const end = Math.min(inode.size, position + length);
+  if (end <= position || inode.inline) return undefined;
+  const segs = segments(inode.extents ?? [], Math.floor(position / PAGE), Math.ceil(end / PAGE));
+  if (segs.length !== 1 || segs[0].dev < 0) return undefined;
+  const s = segs[0];
+  return ctx.device.lease(s.dev * PAGE + (position - s.page * PAGE), end - position);
 }
 
 /**

@@ -14,12 +14,13 @@
 import { Buffer } from "node:buffer";
 import { storeError } from "../common/errors.ts";
 import { LayerFileHandle } from "./filehandle.ts";
-import { readData, truncateData, writeData } from "./fileio.ts";
+import { leaseData, readData, truncateData, writeData } from "./fileio.ts";
 import type { OpenFlags } from "./flags.ts";
 import { punchData, seekData } from "./holes.ts";
 import type { FsHost } from "./host.ts";
 import { type Ino, type Inode, isDir, isReg, newInode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "./inode.ts";
 import type { Layer } from "./layer.ts";
+import type { ReadLease } from "../pool/types.ts";
 import { join, type LayerPath, NAME_MAX } from "./path.ts";
 import type { Resolved } from "./resolve.ts";
 import type { LayerTree } from "./tree.ts";
@@ -419,6 +420,27 @@ export class LayerNodes {
       if (!isReg(inode.mode)) throw storeError(isDir(inode.mode) ? "EISDIR" : "EINVAL", "read", `inode ${ino}`);
       return readData(this.#host.data(holder), inode, position, length);
     });
+  }
+
+  /**
+   * {@linkcode read} into memory shared with the I/O workers, for a server that writes
+   * the bytes on and then releases them (see `ThinDevice.lease`); undefined, reading
+   * nothing, when that does not apply (see `leaseData`): use {@linkcode read} then.
+   */
+  lease(holder: Layer, ino: Ino, position: number, length: number): Promise<ReadLease | undefined> {
+    return this.#host.reading(holder, "read", () => {
+      const inode = this.#host.view.inode(holder, ino);
+      if (!inode || !isReg(inode.mode)) return undefined;
+      return leaseData(this.#host.data(holder), inode, position, length);
+    });
+  }
+
+  /**
+   * Gives back an array {@linkcode read} returned, once the caller is done with it (see
+   * `ThinDevice.recycle`): its buffer may serve a later read.
+   */
+  recycle(holder: Layer, bytes: Uint8Array): void {
+    this.#host.data(holder).device.recycle(bytes);
   }
 
   /** lseek's SEEK_DATA (or SEEK_HOLE with `hole`) in the version `holder` holds; ENXIO past the data. */

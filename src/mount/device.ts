@@ -8,8 +8,10 @@
  * - Each read gets a buffer that holds the largest request (max_write plus the header
  *   room); small requests are copied out so the buffer goes straight back to the loop,
  *   a large WRITE keeps its buffer until its handler is done.
- * - A reply is one write() of the whole message, made synchronously: a reply never
- *   blocks in the kernel. Notifications may block (the kernel takes the inode lock of a
+ * - A reply is one write() of the whole message, made synchronously (a reply never
+ *   blocks in the kernel), except a large READ reply under Node: copying 1 MiB into the
+ *   kernel's pages takes most of a millisecond, so it is written on libuv's pool while
+ *   the main thread takes the next requests. Notifications may block (the kernel takes the inode lock of a
  *   directory that a request waiting for our reply can hold), so they are written by a
  *   small child process holding its own copy of the descriptor (perl, fed framed
  *   messages on a pipe): nothing of this process waits for them. A thread of our own
@@ -30,6 +32,16 @@ import { HEADER_ROOM, Size } from "./protocol.ts";
 
 /** Requests up to this size are copied out of the read buffer. */
 const SMALL = 16 * 1024;
+declare const Deno: unknown;
+
+/**
+ * Large READ replies are written on libuv's thread pool under Node. Deno serializes the
+ * operations on one descriptor, so an asynchronous write there would wait for the
+ * pending read (see notify), which may wait for this very reply.
+ */
+const ASYNC_DATA_REPLIES = typeof Deno === "undefined";
+/** Replies from this size are written asynchronously (where they are). */
+const ASYNC_DATA_BYTES = 64 * 1024;
 /** Read buffers kept for reuse. */
 const KEEP = 8;
 
@@ -55,6 +67,8 @@ export class FuseDevice {
   /** The notifier is gone (it failed to start, or died): nothing will be acknowledged. */
   #deaf = false;
   #closed = false;
+  /** Asynchronous replies not written yet: the descriptor is closed after them (its number must not be reused under them). */
+  #writing = 0;
   /** Set once the connection ended (the read failed with ENODEV or ECONNABORTED). */
   ended = false;
 
@@ -122,16 +136,32 @@ export class FuseDevice {
     this.#send(reply.buf, reply.pos, 0, unique);
   }
 
-  /** Answers request `unique` with `data` as the whole body (a READ), without copying it on Node. */
-  replyData(unique: number, data: Uint8Array): void {
-    if (this.#closed) return;
+  /**
+   * Answers request `unique` with `data` as the whole body (a READ), without copying it
+   * on Node; `sent` is called once `data` is no longer needed, with the write's error if
+   * it failed for another reason than the request or the connection being gone (a bug).
+   */
+  replyData(unique: number, data: Uint8Array, sent?: (error?: Error) => void): void {
+    if (this.#closed) return sent?.();
     const head = Buffer.allocUnsafe(Size.OUT_HEADER);
     writeHeader(head, Size.OUT_HEADER + data.byteLength, 0, unique);
+    if (ASYNC_DATA_REPLIES && data.byteLength >= ASYNC_DATA_BYTES) {
+      // Copying a large reply into the kernel's pages takes most of a millisecond per MiB:
+      // on libuv's pool, the main thread meanwhile takes the next requests.
+      this.#writing++;
+      fs.writev(this.fd, [head, data], (e) => {
+        if (--this.#writing === 0 && this.#closed) this.#closeFd();
+        sent?.(e && !gone(e) ? e : undefined);
+      });
+      return;
+    }
     try {
       // One writev: a single message to the kernel (Deno joins the pieces, then writes once).
       fs.writevSync(this.fd, [head, data]);
     } catch (e) {
       if (!gone(e)) throw e;
+    } finally {
+      sent?.();
     }
   }
 
@@ -183,6 +213,10 @@ export class FuseDevice {
     this.#notifier?.stdin!.end();
     this.#notifier = undefined;
     this.#gone();
+    if (this.#writing === 0) this.#closeFd();
+  }
+
+  #closeFd(): void {
     try {
       fs.closeSync(this.fd);
     } catch {

@@ -34,7 +34,12 @@ export const MAX_WRITE = 1 << 20;
 
 /** How a server serves; every field has a default. */
 export interface ServeOptions {
-  /** Seconds the kernel may cache names and attributes of active layers (default 1). */
+  /**
+   * Seconds the kernel may cache names and attributes of active layers (default 60).
+   * Every change made through the mount is the kernel's own, so it never sees a stale
+   * name for those; the timeout only bounds how long changes made behind the mount
+   * (through the store's API, on a layer that is mounted) can go unseen there.
+   */
   activeTimeout?: number;
   /** Seconds for views and committed layers, which never change (default 1 day). */
   frozenTimeout?: number;
@@ -132,7 +137,7 @@ export class LayerServer {
     const real = await canonical(dir);
     await clearBeforeMount(real);
     const sessionOptions: SessionOptions = {
-      activeTimeout: options.activeTimeout ?? 1,
+      activeTimeout: options.activeTimeout ?? 60,
       frozenTimeout: options.frozenTimeout ?? 86_400,
       maxWrite: MAX_WRITE,
       writeback: options.writeback ?? true,

@@ -40,8 +40,13 @@ export interface OpenDir {
   entries?: [string, Ino][];
 }
 
+/** A READ's bytes, and what to do with them once written to the kernel (give their buffer back for reuse). */
+export class DataAnswer {
+  constructor(readonly bytes: Uint8Array, readonly sent: () => void) {}
+}
+
 /** What a handler answers: a reply, a READ's bytes, or nothing for requests that get none (FORGET). */
-export type Answer = Reply | Uint8Array | undefined;
+export type Answer = Reply | Uint8Array | DataAnswer | undefined;
 /** Handles one opcode. */
 export type Handler = (req: Request) => Answer | Promise<Answer>;
 
@@ -124,7 +129,12 @@ export class Session {
       done();
       if (answer instanceof Error) this.#fail(req, answer);
       else if (answer instanceof Reply) this.device.reply(req.unique, answer);
-      else if (answer) this.device.replyData(req.unique, answer);
+      else if (answer instanceof DataAnswer) {
+        this.device.replyData(req.unique, answer.bytes, (e) => {
+          answer.sent();
+          if (e) this.options.onError?.(`READ reply to node ${req.nodeid}: ${e.stack ?? e.message}`);
+        });
+      } else if (answer) this.device.replyData(req.unique, answer);
     };
     try {
       const out = handler(req);

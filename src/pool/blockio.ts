@@ -17,6 +17,12 @@ import { sequenceBuffer } from "./oplog.ts";
 /** Bytes of one arena slot: the most data one task moves. */
 export const SLOT_SIZE = 1024 * 1024;
 const SLOTS = 32;
+/**
+ * Slots of the read arena: memory shared with the workers that reads fill for a caller
+ * passing the bytes straight on ({@linkcode BlockIo.takeReadSlot}). A server holds one
+ * per request it is answering, so there are as many as the kernel sends at once.
+ */
+const READ_SLOTS = 32;
 const LINGER_MS = 1000;
 
 /** Worker threads and the shared arena. */
@@ -52,20 +58,26 @@ export class BlockIo {
   }
 
   readonly arena: Uint8Array;
+  /** Where `readShared` steps put their bytes (see {@linkcode takeReadSlot}). */
+  readonly readArena: Uint8Array;
   readonly #workers: Piscina;
   readonly #free: number[] = [];
+  readonly #readFree: number[] = [];
   readonly #waiting: ((slot: number) => void)[] = [];
 
   private constructor(threads: number) {
     const sab = new SharedArrayBuffer(SLOT_SIZE * SLOTS);
     this.arena = new Uint8Array(sab);
     for (let i = 0; i < SLOTS; i++) this.#free.push(i * SLOT_SIZE);
+    const readSab = new SharedArrayBuffer(SLOT_SIZE * READ_SLOTS);
+    this.readArena = new Uint8Array(readSab);
+    for (let i = READ_SLOTS - 1; i >= 0; i--) this.#readFree.push(i * SLOT_SIZE);
     this.#workers = new Piscina({
       filename: new URL("../../workers/blockio.ts", import.meta.url).href,
       minThreads: 1,
       maxThreads: threads,
       idleTimeout: 5_000,
-      workerData: { arena: sab, seq: sequenceBuffer() },
+      workerData: { arena: sab, readArena: readSab, seq: sequenceBuffer() },
       // Idle workers keep running their event loop (piscina's "sync" mode parks them in
       // Atomics.wait), so their timer can close descriptors of pools that were closed.
       atomics: "async",
@@ -93,6 +105,20 @@ export class BlockIo {
     const next = this.#waiting.shift();
     if (next) next(at);
     else this.#free.push(at);
+  }
+
+  /**
+   * Takes a slot of the read arena (its byte offset), or undefined when all are taken:
+   * never waits, since its holders give slots back only when their callers are done
+   * (the caller then reads into a buffer of its own).
+   */
+  takeReadSlot(): number | undefined {
+    return this.#readFree.pop();
+  }
+
+  /** Gives back a slot from {@linkcode takeReadSlot}. */
+  giveReadSlot(at: number): void {
+    this.#readFree.push(at);
   }
 
   /** Runs one task on a worker; a failure is rethrown here with its code. */

@@ -257,8 +257,8 @@ export class CommitEngine {
     if (used > core.metadataSize) {
       throw storeError("ENOSPC", "commit", core.dir, `metadata needs ${used} bytes, more than the pool's ${core.metadataSize}; delete devices or layers`);
     }
-    await Promise.all([dataSync, core.meta.syncStaged()]);
-    await core.meta.switchRoot(record);
+    // The staged files, the new root and the data file are synced together, then the root switches.
+    await core.meta.switchRoot(record, { alongside: [dataSync] });
     // Committed: from here on memory says so.
     if (segment) {
       for (const node of dirty) {

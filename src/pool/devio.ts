@@ -17,7 +17,7 @@ import type { Inflight } from "./inflight.ts";
 import type { IoOp, IoTask } from "./iotask.ts";
 import type { MapForest, Mapping } from "./maptree.ts";
 import type { SpaceMap } from "./spacemap.ts";
-import type { BlockNo, DeviceId, VBlock } from "./types.ts";
+import type { BlockNo, DeviceId, ReadLease, VBlock } from "./types.ts";
 
 /** What device I/O needs from its pool. */
 export interface IoContext {
@@ -92,6 +92,40 @@ export async function readRange(ctx: IoContext, m: Mapping, offset: number, leng
   const pieces = planRead(ctx, m, offset, length);
   if (pieces.length === 0) return new Uint8Array(length);
   return new Uint8Array(await scheduleRead(ctx, readTask(ctx, pieces, length)));
+}
+
+/**
+ * Reads a range into a slot of the read arena (see `BlockIo.takeReadSlot`); undefined,
+ * reading nothing, when the range is larger than a slot or no slot is free.
+ */
+export async function leaseRange(ctx: IoContext, m: Mapping, offset: number, length: number): Promise<ReadLease | undefined> {
+  if (length > SLOT_SIZE) return undefined;
+  const slot = ctx.io.takeReadSlot();
+  if (slot === undefined) return undefined;
+  let held = true;
+  const release = () => {
+    if (held) ctx.io.giveReadSlot(slot);
+    held = false;
+  };
+  const bytes = ctx.io.readArena.subarray(slot, slot + length);
+  try {
+    const pieces = planRead(ctx, m, offset, length);
+    // Unmapped blocks read as zeros; the slot holds an earlier read's bytes.
+    let at = 0;
+    for (const p of pieces) {
+      if (p.at > at) bytes.fill(0, at, p.at);
+      at = p.at + p.len;
+    }
+    if (at < length) bytes.fill(0, at);
+    if (pieces.length) {
+      const task: IoTask = { file: ctx.file, key: ctx.key, ops: pieces.map((p) => ({ op: "readShared", pos: p.pos, at: slot + p.at, len: p.len })) };
+      await ctx.inflight.schedule(task.ops, () => ctx.io.run(task));
+    }
+  } catch (e) {
+    release();
+    throw e;
+  }
+  return { bytes, release };
 }
 
 /** Runs a read task after the writes queued before it on the same blocks. */

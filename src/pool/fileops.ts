@@ -10,6 +10,7 @@
  *
  * @module
  */
+import fsSync from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as later } from "node:timers/promises";
@@ -111,6 +112,53 @@ class RecordedFile implements WritableFile {
   }
 }
 
+/** A file written whole at creation, to be synced later (what a commit stages). */
+export interface WrittenFile {
+  /** fdatasync in the background (the runtime's thread pool); the bytes are durable when it resolves. */
+  datasync(): Promise<void>;
+  /** Closes the descriptor. */
+  close(): void;
+}
+
+/**
+ * Opens `file` (`"wx"` creates it, EEXIST if there; `"w"` creates or empties it) and
+ * writes all of `data`, synchronously: a commit's metadata files are small and land in
+ * the page cache in microseconds, where each asynchronous call would cost a round trip
+ * through the thread pool (several per file, on the path of every fsync a mount serves).
+ * Only the sync, which waits for the disk, runs in the background.
+ */
+export function writeFileNow(file: string, flags: "w" | "wx", data: Uint8Array): WrittenFile {
+  const fd = fsSync.openSync(file, flags);
+  try {
+    for (let done = 0; done < data.byteLength;) done += fsSync.writeSync(fd, data, done, data.byteLength - done, done);
+  } catch (e) {
+    fsSync.closeSync(fd);
+    throw e;
+  }
+  const logDir = recordingOf(file);
+  let h = 0;
+  if (logDir !== undefined) {
+    h = ticket();
+    log(logDir, { op: "open", t: h, path: path.resolve(file), flags });
+    log(logDir, { op: "pwrite", t: ticket(), h, pos: 0 }, data);
+  }
+  return {
+    datasync: () => new Promise<void>((resolve, reject) => {
+      const start = () => {
+        const t0 = logDir === undefined ? 0 : ticket();
+        fsSync.fdatasync(fd, (err) => {
+          if (err) return reject(err);
+          if (logDir !== undefined) log(logDir, { op: "fsync", t0, t: ticket(), h });
+          resolve();
+        });
+      };
+      if (logDir === undefined) start();
+      else setTimeout(start, recordedSyncDelay());
+    }),
+    close: () => fsSync.closeSync(fd),
+  };
+}
+
 let renameHook: ((from: string, to: string) => Promise<void> | void) | undefined;
 
 /**
@@ -125,6 +173,8 @@ export function beforeRename(fn: ((from: string, to: string) => Promise<void> | 
 /** Renames `from` to `to`, replacing `to`. */
 export async function rename(from: string, to: string): Promise<void> {
   if (renameHook !== undefined) await renameHook(from, to);
+  // Asynchronous: a rename waits for the file system's journal, which a busy disk can
+  // hold for milliseconds, and the event loop (a mount's server) must not wait with it.
   await fs.rename(from, to);
   const logDir = recordingOf(to);
   if (logDir !== undefined) log(logDir, { op: "rename", t: ticket(), from: path.resolve(from), to: path.resolve(to) });
@@ -148,6 +198,18 @@ export async function removeFile(file: string): Promise<void> {
     throw e;
   }
   log(logDir, { op: "unlink", t: ticket(), path: path.resolve(file) });
+}
+
+/** {@linkcode removeFile} synchronously, for a small file (a metadata file): an unlink changes the directory in the page cache. */
+export function removeFileNow(file: string): void {
+  try {
+    fsSync.unlinkSync(file);
+  } catch (e) {
+    if ((e as { code?: string }).code === "ENOENT") return;
+    throw e;
+  }
+  const logDir = recordingOf(file);
+  if (logDir !== undefined) log(logDir, { op: "unlink", t: ticket(), path: path.resolve(file) });
 }
 
 /** Cuts or grows the file at `file` to `len` bytes. */
@@ -177,20 +239,25 @@ export async function makeDir(dir: string): Promise<string | undefined> {
  */
 export async function syncDir(dir: string): Promise<void> {
   const logDir = recordingOf(dir);
-  let fh: fs.FileHandle | undefined;
+  let fd: number;
+  try {
+    // Opening is a lookup the kernel answers from its caches: no thread-pool round trip for it.
+    fd = fsSync.openSync(dir, "r");
+  } catch {
+    return; /* not supported on this platform */
+  }
   let t0 = 0;
   try {
-    fh = await fs.open(dir, "r");
     if (logDir !== undefined) {
       await later(recordedSyncDelay());
       t0 = ticket();
     }
-    await fh.sync();
+    await new Promise<void>((resolve, reject) => fsSync.fsync(fd, (err) => (err ? reject(err) : resolve())));
   } catch {
     /* not supported on this platform */
     return;
   } finally {
-    await fh?.close();
+    fsSync.closeSync(fd);
   }
   if (logDir !== undefined) log(logDir, { op: "dirsync", t0, t: ticket(), path: path.resolve(dir) });
 }

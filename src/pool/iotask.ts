@@ -15,6 +15,8 @@ export type IoOp =
   | { op: "write"; pos: number; at: number; len: number }
   /** Read `len` bytes at `pos` into the arena at `at`. */
   | { op: "read"; pos: number; at: number; len: number }
+  /** Read `len` bytes at `pos` into the read arena at `at` (see `BlockIo.takeReadSlot`). */
+  | { op: "readShared"; pos: number; at: number; len: number }
   /** Read `len` bytes at `pos` into the task's output buffer at `at`. */
   | { op: "readOut"; pos: number; at: number; len: number }
   /** Copy `len` bytes inside the file, from `src` to `pos`. */

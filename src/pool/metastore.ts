@@ -16,19 +16,27 @@ import path from "node:path";
 import { Buffer } from "node:buffer";
 import { decodeMetaFile, encodeMetaFile } from "./metafile.ts";
 import * as fileops from "./fileops.ts";
-import type { WritableFile } from "./fileops.ts";
+import type { WritableFile, WrittenFile } from "./fileops.ts";
 
 /** Name of the root record inside the metadata directory. */
 export const ROOT_FILE = "pool.cbor";
 /** The root record the last commit replaced. */
 export const PREVIOUS_ROOT_FILE = "pool.prev.cbor";
 
+/** How {@linkcode MetaStore.switchRoot} switches. */
+export interface SwitchOptions {
+  /** False: no previous root stays (repair and restore, which rewrite everything). Default true. */
+  keepPrevious?: boolean;
+  /** Syncs the new root needs too (the data file's), awaited together with its own. */
+  alongside?: Promise<void>[];
+}
+
 /** The metadata directory of a pool. */
 export class MetaStore {
   /** Bytes of every file written or found, by name; its sum is the metadata in use. */
   readonly sizes = new Map<string, number>();
   #seq = 0;
-  readonly #staged: WritableFile[] = [];
+  readonly #staged: WrittenFile[] = [];
 
   constructor(readonly dir: string) {}
 
@@ -46,14 +54,25 @@ export class MetaStore {
 
   /**
    * Writes `value` to a new file like {@linkcode write}, but leaves it open and unsynced
-   * until {@linkcode syncStaged}: a commit fsyncs all its files at once, which a journaling
-   * file system folds into one journal commit instead of one per file.
+   * until {@linkcode syncStaged} (or the {@linkcode switchRoot} that follows): a commit
+   * fsyncs all its files at once, which a journaling file system folds into one journal
+   * commit instead of one per file. The bytes are written synchronously (see
+   * `fileops.writeFileNow`): only the syncs wait for the disk.
    */
-  async stage(prefix: string, transactionId: number, value: unknown): Promise<string> {
-    const { name, fh } = await this.#create(prefix, transactionId);
-    this.#staged.push(fh);
-    await this.#fill(name, fh, value);
-    return name;
+  stage(prefix: string, transactionId: number, value: unknown): Promise<string> {
+    const bytes = encodeMetaFile(value);
+    for (;;) {
+      const name = `${prefix}.${transactionId}.${(this.#seq++).toString(36)}.cbor`;
+      try {
+        this.#staged.push(fileops.writeFileNow(path.join(this.dir, name), "wx", bytes));
+      } catch (e) {
+        // Taken (see #create): the next name is as fresh.
+        if ((e as { code?: string }).code === "EEXIST") continue;
+        return Promise.reject(e);
+      }
+      this.sizes.set(name, bytes.byteLength);
+      return Promise.resolve(name);
+    }
   }
 
   /** Opens a file under a name no file has yet. */
@@ -79,16 +98,22 @@ export class MetaStore {
   /** Makes every staged file durable (in parallel) and closes it. */
   async syncStaged(): Promise<void> {
     const staged = this.#staged.splice(0);
-    try {
-      await Promise.all(staged.map((fh) => fh.datasync()));
-    } finally {
-      await Promise.all(staged.map((fh) => fh.close()));
-    }
+    // Settled, not raced: a descriptor is closed only once its own sync is over.
+    const done = await Promise.allSettled(staged.map((f) => f.datasync()));
+    for (const f of staged) f.close();
+    for (const d of done) if (d.status === "rejected") throw d.reason;
   }
 
   /** Closes staged files without syncing them (the commit failed; they are garbage). */
-  async dropStaged(): Promise<void> {
-    await Promise.all(this.#staged.splice(0).map((fh) => fh.close().catch(() => {})));
+  dropStaged(): Promise<void> {
+    for (const f of this.#staged.splice(0)) {
+      try {
+        f.close();
+      } catch {
+        // closed already
+      }
+    }
+    return Promise.resolve();
   }
 
   /**
@@ -139,42 +164,47 @@ export class MetaStore {
   }
 
   /**
-   * Replaces the root record atomically: write a temporary file, fsync it, fsync the
-   * directory (the new files' names), keep the current root as the previous one, rename,
-   * fsync the directory (the rename). With `keepPrevious: false` (repair and restore,
-   * which rewrite everything) no previous root stays.
+   * Replaces the root record atomically: write a temporary file; make it, the staged
+   * files (see {@linkcode stage}) and the directory (the new files' names) durable, all
+   * at once together with `alongside` (the data file's sync), while the current root is
+   * linked as the previous one; rename; fsync the directory (the rename). Two waits for
+   * the disk, one after the other, where one after each step would be four. With
+   * `keepPrevious: false` (repair and restore, which rewrite everything) no previous root
+   * stays.
    */
-  async switchRoot(value: unknown, options: { keepPrevious?: boolean } = {}): Promise<number> {
+  async switchRoot(value: unknown, options: SwitchOptions = {}): Promise<number> {
     const bytes = encodeMetaFile(value);
     const tmp = path.join(this.dir, `${ROOT_FILE}.tmp`);
-    const fh = await fileops.openFile(tmp, "w");
-    try {
-      await fh.writeFile(bytes);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    // The names of the files the new root names (each created under a fresh name) must be
-    // on disk before the rename can be: a file system may persist the rename first.
-    await this.syncDir();
-    const prev = path.join(this.dir, PREVIOUS_ROOT_FILE);
-    if (options.keepPrevious === false) await fileops.removeFile(prev);
-    else {
-      // A second name for the root being replaced, then renamed over the old previous
-      // root, so some previous root is there at every moment.
-      const prevTmp = `${prev}.tmp`;
-      await fileops.removeFile(prevTmp);
-      try {
-        await fileops.link(path.join(this.dir, ROOT_FILE), prevTmp);
-        await fileops.rename(prevTmp, prev);
-      } catch (e) {
-        if ((e as { code?: string }).code !== "ENOENT") throw e; // no root yet: the pool's first
-      }
-    }
+    const root = fileops.writeFileNow(tmp, "w", bytes);
+    // The names of the files the new root names (each created under a fresh name, before
+    // this directory sync starts) must be on disk before the rename can be: a file system
+    // may persist the rename first. Settled, not raced: nothing is closed under a sync.
+    // The previous root is set aside meanwhile: it is the current one until the rename.
+    const done = await Promise.allSettled([root.datasync(), this.syncStaged(), this.syncDir(), this.#keepPrevious(options.keepPrevious !== false), ...(options.alongside ?? [])]);
+    root.close();
+    for (const d of done) if (d.status === "rejected") throw d.reason;
     await fileops.rename(tmp, path.join(this.dir, ROOT_FILE));
     await this.syncDir();
     this.sizes.set(ROOT_FILE, bytes.byteLength);
     return bytes.byteLength;
+  }
+
+  /**
+   * Makes `pool.prev.cbor` a second name of the current root (before a switch replaces
+   * it), or with `keep` false removes it. A link, then a rename over the old previous
+   * root, so some previous root is there at every moment.
+   */
+  async #keepPrevious(keep: boolean): Promise<void> {
+    const prev = path.join(this.dir, PREVIOUS_ROOT_FILE);
+    if (!keep) return fileops.removeFileNow(prev);
+    const prevTmp = `${prev}.tmp`;
+    fileops.removeFileNow(prevTmp);
+    try {
+      await fileops.link(path.join(this.dir, ROOT_FILE), prevTmp);
+      await fileops.rename(prevTmp, prev);
+    } catch (e) {
+      if ((e as { code?: string }).code !== "ENOENT") throw e; // no root yet: the pool's first
+    }
   }
 
   /** Reads the root record, or undefined when there is none. */

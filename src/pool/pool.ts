@@ -15,7 +15,7 @@ import { blockDeviceSize, checkNewDataDevice, claimDevice, noMedia } from "./blo
 import { CommitEngine } from "./commit.ts";
 import type { DeviceState, PoolCore } from "./core.ts";
 import { type DeltaOptions, deltaMaps, type DeltaRange } from "./delta.ts";
-import { checkRange, discardRange, writeRange } from "./devio.ts";
+import { checkRange, discardRange, leaseRange, writeRange } from "./devio.ts";
 import { type PoolEventMap, type PoolEventName, PoolEvents } from "./events.ts";
 import { Inflight } from "./inflight.ts";
 import { LowWater } from "./lowwater.ts";
@@ -425,6 +425,14 @@ export class Pool {
           const d = this.#device(id, "read");
           checkRange(id, d.size, offset, target.byteLength, "read");
           return this.#readahead.readInto(d, offset, target);
+        }),
+      recycle: (bytes) => this.#readahead.recycle(bytes),
+      lease: (offset, length) =>
+        this.#lock.read(() => {
+          core.ctx.inflight.check();
+          const d = this.#device(id, "read");
+          checkRange(id, d.size, offset, length, "read");
+          return leaseRange(core.ctx, d.mapping, offset, length);
         }),
       write: (offset, bytes) =>
         this.#mutate("write", async () => {

@@ -19,7 +19,7 @@
  * @module
  */
 import { LRUCache } from "lru-cache";
-import { type IoContext, planRead, readRange, readTask, scheduleRead } from "./devio.ts";
+import { type IoContext, planRead, readTask, scheduleRead } from "./devio.ts";
 import type { Mapping } from "./maptree.ts";
 import { ReadBuffers } from "./readbuffers.ts";
 import type { DeviceId } from "./types.ts";
@@ -94,11 +94,11 @@ export class Readahead {
    */
   async read(src: ReadSource, offset: number, length: number): Promise<Uint8Array> {
     const taken = this.#take(src, offset, length);
-    if (!taken) return readRange(this.#ctx, src.mapping, offset, length);
+    if (!taken) return this.#direct(src, offset, length);
     const w = taken.window;
     try {
       const data = await w.data;
-      if (data === undefined || w.version !== src.version) return await readRange(this.#ctx, src.mapping, offset, length);
+      if (data === undefined || w.version !== src.version) return await this.#direct(src, offset, length);
       // A window read whole is handed over as it is (no other read took a part of it); a part of one is copied out.
       if (taken.whole) {
         w.given = true;
@@ -108,6 +108,13 @@ export class Readahead {
     } finally {
       this.#done(w);
     }
+  }
+
+  /** A read of no window: into a recycled buffer of exactly `length` bytes when there is one. */
+  async #direct(src: ReadSource, offset: number, length: number): Promise<Uint8Array> {
+    const pieces = planRead(this.#ctx, src.mapping, offset, length);
+    if (pieces.length === 0) return new Uint8Array(length);
+    return new Uint8Array(await scheduleRead(this.#ctx, readTask(this.#ctx, pieces, length, this.#buffers.take(length))));
   }
 
   /**
@@ -171,6 +178,15 @@ export class Readahead {
     if (sequential) this.#fill(src, stream, offset + length, Math.min(MAX_WINDOW, Math.max(length, stream.before, MIN_WINDOW)));
     stream.before = length;
     return hit ? { window: head, whole } : undefined;
+  }
+
+  /**
+   * Keeps the buffer of `bytes` for a later fetch, if `bytes` is the whole of a plain
+   * buffer (what {@linkcode read} returns); the caller no longer uses it.
+   */
+  recycle(bytes: Uint8Array): void {
+    const buf = bytes.buffer;
+    if (buf instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buf.byteLength) this.#buffers.give(buf);
   }
 
   /** A read is done with window `w`: its buffer is recycled once nothing needs it. */

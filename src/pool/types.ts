@@ -186,6 +186,14 @@ export interface DeviceUsage {
   shared: number;
 }
 
+/** Bytes read into memory shared with the I/O workers, held until released (see `ThinDevice.lease`). */
+export interface ReadLease {
+  /** The bytes: a view of the shared memory, valid until {@linkcode ReadLease.release}. */
+  readonly bytes: Uint8Array;
+  /** Gives the memory back for later reads; the bytes must not be used afterwards. Idempotent. */
+  release(): void;
+}
+
 /** A thin device: a virtual block device whose blocks are taken from the pool when written. */
 export interface ThinDevice {
   /** The device's id. */
@@ -199,6 +207,21 @@ export interface ThinDevice {
    * allocating nothing: for a reader that reuses its buffers.
    */
   readInto(offset: number, target: Uint8Array): Promise<void>;
+  /**
+   * Gives back an array that `read` returned, once nothing will look at it again (a
+   * server wrote it to a socket or a kernel device, say): its buffer may then be filled
+   * by a later read. Saves a streaming reader the allocation, and on Node the full
+   * collections fresh external memory costs. Arrays of other origins are ignored.
+   */
+  recycle(bytes: Uint8Array): void;
+  /**
+   * Reads `length` bytes at `offset` (at most 1 MiB) into memory shared with the I/O
+   * workers, for a caller that passes them straight on and releases them (a server
+   * writing them to a kernel device): no buffer moves between threads, so a stream of
+   * reads costs the runtime no allocation and no garbage collection. Undefined (nothing
+   * read) when the range is larger or all of that memory is held: read instead.
+   */
+  lease(offset: number, length: number): Promise<ReadLease | undefined>;
   /** Writes `bytes` at `offset`, allocating or copying blocks as needed. */
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /** Makes the range read as zeros; whole blocks go back to the pool when nothing else sees them. */

@@ -1,12 +1,17 @@
 /**
- * Running the `thinstack` CLI as a user would, in a child process under the runtime
- * running the tests, through package.json's bin: `node src/cli/bin.mjs ...` under Node,
- * `deno run -A --no-lock src/cli/bin.mjs ...` under Deno.
+ * Running the `thinstack` CLI as a user would: through its entry function `main` in this
+ * process (its output collected, its exit code the one `bin.mjs` would exit with), or,
+ * where a run needs a process of its own (stdin, a working directory, a lock held by the
+ * test's own store, a kill, the process's exit itself), in a child process under the
+ * runtime running the tests, through package.json's bin: `node src/cli/bin.mjs ...`
+ * under Node, `deno run -A --no-lock src/cli/bin.mjs ...` under Deno. A child costs a
+ * runtime's start-up (about a second under tsx); a run in this process costs none.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { Buffer } from "node:buffer";
 import os from "node:os";
+import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import tar from "tar-stream";
 import { isDeno } from "../helpers/runtime.ts";
@@ -42,16 +47,78 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** The working directory; the system's temporary directory unless given. */
   cwd?: string;
+  /**
+   * Run in a child process even when this one could do (as it does for `input` and
+   * `cwd`): for a command that must be another process than the test's (a lock, a kill).
+   */
+  spawn?: boolean;
 }
 
-/** Runs `thinstack ARGS` (with `--root` first when given) and collects what it did. */
-export function thinstack(args: string[], options: RunOptions = {}): Promise<Run> {
-  const all = options.root === undefined ? args : ["--root", options.root, ...args];
-  const [cmd, argv] = cliCommand(all);
+/** The environment a run sees: the test's, without THINSTACK_ROOT and THINSTACK_DEBUG, with NO_COLOR and `extra`. */
+function runEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== "THINSTACK_ROOT" && k !== "THINSTACK_DEBUG") env[k] = v;
-  Object.assign(env, { NO_COLOR: "1" }, options.env);
-  const child = spawn(cmd, argv, { cwd: options.cwd ?? os.tmpdir(), env, stdio: ["pipe", "pipe", "pipe"] });
+  return Object.assign(env, { NO_COLOR: "1" }, extra);
+}
+
+/**
+ * Runs `thinstack ARGS` (with `--root` first when given) and collects what it did: in this
+ * process unless it needs its own (`input`, `cwd` or `spawn`; see {@linkcode spawned}).
+ */
+export function thinstack(args: string[], options: RunOptions = {}): Promise<Run> {
+  if (options.spawn || options.input !== undefined || options.cwd !== undefined) return spawned(args, options);
+  const all = options.root === undefined ? args : ["--root", options.root, ...args];
+  const run = queue.then(() => here(all, options.env));
+  queue = run.catch(() => {});
+  return run;
+}
+
+/** Runs in this process go one at a time (the CLI's output and the environment are the process's). */
+let queue: Promise<unknown> = Promise.resolve();
+
+/** A stream that keeps what is written to it. */
+function collector(chunks: Buffer[]): Writable {
+  return new Writable({
+    write(chunk: Buffer | string, encoding: BufferEncoding, done: (e?: Error | null) => void) {
+      chunks.push(typeof chunk === "string" ? Buffer.from(chunk, encoding) : Buffer.from(chunk));
+      done();
+    },
+  });
+}
+
+/**
+ * One run of `main` in this process, its output collected, with the environment a child
+ * would have (runEnv) while it runs: only the variables that differ are set, then put back.
+ */
+async function here(all: string[], extra: Record<string, string> = {}): Promise<Run> {
+  const change: Record<string, string | undefined> = { THINSTACK_ROOT: undefined, THINSTACK_DEBUG: undefined, NO_COLOR: "1", ...extra };
+  const saved = Object.fromEntries(Object.keys(change).map((k) => [k, process.env[k]]));
+  const put = (vars: Record<string, string | undefined>) => {
+    for (const [k, v] of Object.entries(vars)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let code: number;
+  // Loaded at the first run: files that take only pattern() or mktar() from here do not load the CLI.
+  const { main } = await import("../../src/cli/main.ts");
+  put(change);
+  try {
+    code = await main(all, { stdout: collector(out), stderr: collector(err) });
+  } finally {
+    put(saved);
+  }
+  const bytes = Buffer.concat(out);
+  return { args: all, code, signal: null, bytes, stdout: bytes.toString("utf8"), stderr: Buffer.concat(err).toString("utf8") };
+}
+
+/** Runs `thinstack ARGS` in a child process (the bin, under this runtime) and collects what it did. */
+export function spawned(args: string[], options: RunOptions = {}): Promise<Run> {
+  const all = options.root === undefined ? args : ["--root", options.root, ...args];
+  const [cmd, argv] = cliCommand(all);
+  const child = spawn(cmd, argv, { cwd: options.cwd ?? os.tmpdir(), env: runEnv(options.env), stdio: ["pipe", "pipe", "pipe"] });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   child.stdout!.on("data", (c: Buffer) => out.push(c));

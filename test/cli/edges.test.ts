@@ -1,6 +1,6 @@
 /**
- * The `thinstack` command at its edges, driven as a user drives it (each step spawns the
- * CLI, see cli.ts): a reader of stdout that goes away (`| head`), the bin entry under Deno,
+ * The `thinstack` command at its edges, driven as a user drives it (see cli.ts; the
+ * runs about the process, its stdout and its bin, in child processes): a reader of stdout that goes away (`| head`), the bin entry under Deno,
  * data sizes past what a pool can count, size defaults in `--help`, and docker cp's rule
  * for a destination ending in `/`.
  */

@@ -28,7 +28,8 @@ test("events: what one command logs, another process prints, and --follow prints
     await ts(["prepare", "c"], r);
     const file = path.join(dir, "f");
     await fs.writeFile(file, pattern(2.5 * MiB));
-    await ts(["cp", file, "c:/f"], r); // 40 of 64 blocks: under 50% free
+    // Processes of their own (the events name the process that logged them): 40 of 64 blocks, under 50% free.
+    await ts(["cp", file, "c:/f"], { ...r, spawn: true });
 
     const [cmd, argv] = cliCommand(["--root", r.root, "events", "--follow"]);
     const follower = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
@@ -47,7 +48,7 @@ test("events: what one command logs, another process prints, and --follow prints
       assert.equal(below.markPercent, 50);
       assert.notEqual(below.pid, follower.pid, "logged by the cp, not by the reader");
       // Another process moves the mark under the free space: back over it.
-      await ts(["configure", "--low-water-mark", "10"], r);
+      await ts(["configure", "--low-water-mark", "10"], { ...r, spawn: true });
       await until(() => lines().length >= 2, "the event of the configure, followed");
       assert.equal(lines()[1].crossed, "above");
       assert.equal(lines()[1].markPercent, 10);

@@ -1,7 +1,7 @@
 /**
  * The image commands of `thinstack` (apply, diff, import, images, rmi, export, checkout),
- * driven as a user drives them: every step spawns the CLI under the runtime running the
- * tests on a store in a temporary directory (see cli.ts).
+ * driven as a user drives them: every step runs the CLI on a store in a temporary
+ * directory, in this process or, where it reads stdin, in a child process (see cli.ts).
  *
  * One scenario builds its own OCI layout, so it runs anywhere; another imports real
  * images from ../shared/images and skips, saying so, when that folder is absent (a fresh

@@ -14,7 +14,8 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import { createHash } from "node:crypto";
-import { RawClient, runCli, type ServeChild, startServe } from "./helpers.ts";
+import { thinstack as cli } from "../cli/cli.ts";
+import { RawClient, type ServeChild, startServe } from "./helpers.ts";
 import { ALPINE_ROOTFS, BUSYBOX, type Harness, harnessMissing, startHarness, tarLayer, writeImage } from "./harness.ts";
 
 const missing = harnessMissing();
@@ -78,8 +79,9 @@ describe("e2e", () => {
     return r.stdout;
   }
 
+  /** A command of the CLI, in this process (see ../cli/cli.ts): a client of `thinstack serve` while it runs. */
   async function thinstack(...args: string[]): Promise<string> {
-    const r = await runCli(["--root", store, ...args]);
+    const r = await cli(args, { root: store });
     assert.equal(r.code, 0, `thinstack ${args.join(" ")}: ${r.stderr}`);
     return r.stdout;
   }

@@ -13,6 +13,7 @@ import { RECORD_FILE } from "../../src/daemon/record.ts";
 import { LayerStore } from "../../src/layers/mod.ts";
 import { tempDir } from "../layers/helpers.ts";
 import { scratchMounter } from "./scratch-mounter.ts";
+import { thinstack } from "../cli/cli.ts";
 import { runCli, startServe } from "./helpers.ts";
 
 const exists = (p: string) => fs.lstat(p).then(() => true, () => false);
@@ -26,8 +27,9 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
+/** A command of the CLI, in this process (see ../cli/cli.ts): a client of the daemon, which is a process of its own. */
 async function cli(root: string, ...args: string[]): Promise<string> {
-  const r = await runCli(["--root", root, ...args]);
+  const r = await thinstack(args, { root });
   assert.equal(r.code, 0, `thinstack ${args.join(" ")}: ${r.stderr}`);
   return r.stdout;
 }
@@ -47,10 +49,10 @@ test("serve: the layer commands go through a running daemon, and open the store 
       await cli(root, "prepare", "gone");
       assert.equal(await cli(root, "rm", "gone"), "gone\n");
       // The daemon holds the store: a command that needs it alone is refused, naming the daemon.
-      const cat = await runCli(["--root", root, "cat", "base:/x"]);
+      const cat = await thinstack(["cat", "base:/x"], { root });
       assert.equal(cat.code, 1);
       assert.match(cat.stderr, /EBUSY.*'thinstack serve' \(process \d+, socket '.*ts\.sock'\) owns the store/);
-      const failed = await runCli(["--root", root, "prepare", "x", "nope"]);
+      const failed = await thinstack(["prepare", "x", "nope"], { root });
       assert.equal(failed.code, 1);
       assert.match(failed.stderr, /^thinstack: ENOENT: no such file or directory, prepare 'nope': no such parent layer\n$/, "the store's own message");
       remote = {

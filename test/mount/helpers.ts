@@ -14,7 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ImageStore } from "../../src/images/mod.ts";
 import type { LayerStoreOptions } from "../../src/layers/mod.ts";
-import { clearDeadMounts, fuseUnsupported, kernelUnmount, mountTable } from "../../src/mount/mod.ts";
+import { clearDeadMounts, fuseUnsupported, kernelUnmount, mount, type MountedLayer, type MountOptions, mountTable } from "../../src/mount/mod.ts";
 
 /** Why the mount tests skip here (false when they run): they need Linux, root, /dev/fuse and perl. */
 export const skipFuse: string | false = (() => {
@@ -102,6 +102,16 @@ export async function fixture(options: LayerStoreOptions = {}): Promise<Fixture>
       if (!still) await fs.rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Mounts layer `key` of `store` at `dir`, runs `fn` with the mount, and unmounts it whatever happens. */
+export async function withMount<T>(store: ImageStore, key: string, dir: string, fn: (m: MountedLayer) => Promise<T>, options: MountOptions = {}): Promise<T> {
+  const m = await mount(store, key, dir, options);
+  try {
+    return await fn(m);
+  } finally {
+    await m.unmount();
+  }
 }
 
 /** Bytes of a deterministic pattern (the CLI tests' generator: the same bytes for a seed). */

@@ -7,11 +7,10 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { statfsSync } from "node:fs";
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import { S_IFCHR } from "../../src/layers/mod.ts";
-import { mount } from "../../src/mount/mod.ts";
 import { describeLayer, plain } from "../layers/helpers.ts";
-import { type Fixture, fixture, ok, pattern, sh, skipFuse, sys } from "./helpers.ts";
+import { type Fixture, fixture, ok, pattern, sh, skipFuse, sys, withMount } from "./helpers.ts";
 
 const BIG = pattern(300 * 1024, 3);
 
@@ -38,14 +37,22 @@ async function image(f: Fixture): Promise<void> {
   await store.prepare("ctr", "img");
 }
 
-test("create, write, append, truncate, rename over, links, special files, modes, owners and times through a mount", { skip: skipFuse }, async (t) => {
+/**
+ * A store with the image and its container (cleaned up after test `t`), and `body` run
+ * with the container mounted (its path `M`), unmounted afterwards whatever happens.
+ * Returns the store, and the image layer as it was before the mount.
+ */
+async function throughMount(t: TestContext, body: (M: string) => Promise<void>): Promise<{ f: Fixture; before: unknown }> {
   const f = await fixture();
   t.after(f.cleanup);
   await image(f);
   const before = plain(await describeLayer(f.store.fs("img")));
-  const m = await mount(f.store, "ctr", await f.mountPoint());
-  const M = m.path;
-  try {
+  await withMount(f.store, "ctr", await f.mountPoint(), (m) => body(m.path));
+  return { f, before };
+}
+
+test("create, write, append, truncate, rename over, links, special files, modes, owners and times through a mount", { skip: skipFuse }, async (t) => {
+  const { f, before } = await throughMount(t, async (M) => {
     assert.equal(await ok(`cat ${M}/etc/passwd`), "root:x:0:0\n");
     assert.equal(await ok(`readlink ${M}/sym`), "/etc/passwd\n", "a symbolic link of the image");
     assert.equal((await ok(`md5sum < ${M}/data/big`)).slice(0, 32), createHash("md5").update(BIG).digest("hex"));
@@ -82,9 +89,7 @@ test("create, write, append, truncate, rename over, links, special files, modes,
     assert.match(notEmpty.stderr, /not empty/i);
     // unlink of an image file
     assert.equal(await ok(`cd ${M}; rm etc/hosts; ls etc`), "passwd\n");
-  } finally {
-    await m.unmount();
-  }
+  });
   const ctr = f.store.fs("ctr");
   assert.equal(await ctr.readFile("/new", "utf8"), "hello\nmore\nx\n");
   assert.equal((await ctr.stat("/new")).uid, 123);
@@ -97,12 +102,7 @@ test("create, write, append, truncate, rename over, links, special files, modes,
 });
 
 test("extended attributes, RENAME_NOREPLACE and RENAME_EXCHANGE through a mount", { skip: skipFuse }, async (t) => {
-  const f = await fixture();
-  t.after(f.cleanup);
-  await image(f);
-  const m = await mount(f.store, "ctr", await f.mountPoint());
-  const M = m.path;
-  try {
+  const { f } = await throughMount(t, async (M) => {
     assert.equal(await sys("getxattr", `${M}/etc/hosts`, "user.color"), "blue", "an image file's xattr");
     assert.equal(await sys("getxattr", `${M}/etc/passwd`, "user.color"), "ERR ENODATA");
     await ok(`echo v > ${M}/x`);
@@ -127,9 +127,7 @@ test("extended attributes, RENAME_NOREPLACE and RENAME_EXCHANGE through a mount"
     assert.equal(await ok(`cd ${M}; ls p; ls dir; cat dir/in/f`), "a\nb\nsub\nin\n3\n");
     assert.equal(await sys("rename2", `${M}/p`, `${M}/fresh`, "noreplace"), "ok");
     assert.equal(await ok(`cd ${M}; ls fresh; test ! -e p && echo gone`), "a\nb\nsub\ngone\n");
-  } finally {
-    await m.unmount();
-  }
+  });
   const ctr = f.store.fs("ctr");
   assert.equal(new TextDecoder().decode(await ctr.getxattr("/etc/hosts", "user.color")), "red");
   assert.equal(new TextDecoder().decode(await f.store.fs("img").getxattr("/etc/hosts", "user.color")), "blue");
@@ -139,12 +137,7 @@ test("extended attributes, RENAME_NOREPLACE and RENAME_EXCHANGE through a mount"
 });
 
 test("sparse files: SEEK_DATA and SEEK_HOLE, hole punching, and a file past 4 GiB", { skip: skipFuse }, async (t) => {
-  const f = await fixture();
-  t.after(f.cleanup);
-  await image(f);
-  const m = await mount(f.store, "ctr", await f.mountPoint());
-  const M = m.path;
-  try {
+  const { f } = await throughMount(t, async (M) => {
     await ok(`cd ${M}; truncate -s 10M sp; printf data | dd of=sp bs=4096 seek=512 conv=notrunc status=none`);
     assert.equal(await sys("seek", `${M}/sp`, "0", "data"), String(2 << 20));
     assert.equal(await sys("seek", `${M}/sp`, "0", "hole"), "0");
@@ -161,9 +154,7 @@ test("sparse files: SEEK_DATA and SEEK_HOLE, hole punching, and a file past 4 Gi
     await ok(`cd ${M}; truncate -s 5G huge; printf xyz | dd of=huge bs=1 seek=${at} conv=notrunc status=none`);
     assert.equal(await ok(`cd ${M}; stat -c %s huge; dd if=huge bs=1 skip=${at} count=3 status=none`), `${5 * 2 ** 30}\nxyz`);
     assert.equal(await sys("seek", `${M}/huge`, "0", "data"), String(Math.floor(at / 4096) * 4096));
-  } finally {
-    await m.unmount();
-  }
+  });
   const huge = await f.store.fs("ctr").open("/huge", "r");
   const buf = new Uint8Array(3);
   await huge.read(buf, 0, 3, 4_500_000_000);
@@ -173,21 +164,13 @@ test("sparse files: SEEK_DATA and SEEK_HOLE, hole punching, and a file past 4 Gi
 });
 
 test("whiteouts of lower files, opaque directories and directory renames leave the image as it was", { skip: skipFuse }, async (t) => {
-  const f = await fixture();
-  t.after(f.cleanup);
-  await image(f);
-  const before = plain(await describeLayer(f.store.fs("img")));
-  const m = await mount(f.store, "ctr", await f.mountPoint());
-  const M = m.path;
-  try {
+  const { f, before } = await throughMount(t, async (M) => {
     assert.equal(await ok(`cd ${M}; rm dir/a; ls dir`), "b\nsub\n");
     assert.equal(await ok(`cd ${M}; rm -rf dir; mkdir dir; ls -A dir | wc -l; touch dir/new; ls dir`), "0\nnew\n", "opaque: nothing below shows");
     assert.equal(await ok(`cd ${M}; mv data data2; ls data2; test ! -e data && echo gone`), "big\nlink1\nlink2\ngone\n");
     assert.equal(await ok(`cd ${M}; cmp data2/big - < data2/big && echo same`), "same\n");
     assert.equal(await ok(`cd ${M}; mkdir data; ls -A data | wc -l`), "0\n");
-  } finally {
-    await m.unmount();
-  }
+  });
   const ctr = f.store.fs("ctr");
   assert.deepEqual(await ctr.readdir("/dir"), ["new"]);
   assert.deepEqual(await ctr.readdir("/data2"), ["big", "link1", "link2"]);
@@ -202,8 +185,7 @@ test("views, committed layers and read-only mounts refuse changes with EROFS", {
   await image(f);
   await f.store.view("v", "img");
   for (const [key, options] of [["img", {}], ["v", {}], ["ctr", { readOnly: true }]] as const) {
-    const m = await mount(f.store, key, await f.mountPoint(), options);
-    try {
+    await withMount(f.store, key, await f.mountPoint(), async (m) => {
       assert.equal(m.readOnly, true);
       assert.equal(await ok(`cat ${m.path}/etc/passwd`), "root:x:0:0\n");
       for (const cmd of [`echo x > ${m.path}/new`, `echo x >> ${m.path}/etc/passwd`, `rm ${m.path}/etc/passwd`, `mkdir ${m.path}/d`, `chmod 600 ${m.path}/etc/passwd`]) {
@@ -211,9 +193,7 @@ test("views, committed layers and read-only mounts refuse changes with EROFS", {
         assert.notEqual(r.code, 0, `${key}: ${cmd}`);
         assert.match(r.stderr, /read-only file system/i, `${key}: ${cmd}`);
       }
-    } finally {
-      await m.unmount();
-    }
+    }, options);
   }
   assert.deepEqual(await f.store.fs("ctr").readdir("/etc"), ["hosts", "passwd"]);
 });
@@ -223,8 +203,7 @@ test("statfs reports the pool's size and its free space, bounded by the free spa
   const f = await fixture({ dataSize: 4 * 2 ** 40 });
   t.after(f.cleanup);
   await f.store.prepare("ctr");
-  const m = await mount(f.store, "ctr", await f.mountPoint());
-  try {
+  await withMount(f.store, "ctr", await f.mountPoint(), async (m) => {
     const hostFree = () => {
       const h = statfsSync(f.store.pool.dataFile);
       return Number(h.bavail) * Number(h.bsize);
@@ -237,7 +216,5 @@ test("statfs reports the pool's size and its free space, bounded by the free spa
     const slack = 256 * 2 ** 20; // others write to the same disk meanwhile
     assert.ok(avail * bsize <= (st.dataBlocks.total - st.dataBlocks.used) * st.blockSize);
     assert.ok(avail * bsize >= Math.min(before, after) - slack && avail * bsize <= Math.max(before, after) + slack, `${avail * bsize} free against the disk's ${before}..${after}`);
-  } finally {
-    await m.unmount();
-  }
+  });
 });

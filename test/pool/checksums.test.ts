@@ -24,7 +24,44 @@ const MiB = 2 ** 20;
 const BS = 64 * 1024;
 const demoImage = new URL("../../fixtures/demo-image", import.meta.url).pathname;
 
-const rootOf = async (meta: string) => decodeMetaFile(await fs.readFile(path.join(meta, "pool.cbor")), "pool.cbor") as PoolRecord;
+const rootOf = async (meta: string, name = "pool.cbor") => decodeMetaFile(await fs.readFile(path.join(meta, name)), name) as PoolRecord;
+
+/** Damages `file`: flips the bits of `mask` in its byte `at` (from the end when negative). */
+async function flip(file: string, at: number, mask: number): Promise<void> {
+  const bytes = await fs.readFile(file);
+  bytes[at < 0 ? bytes.length + at : at] ^= mask;
+  await fs.writeFile(file, bytes);
+}
+
+/** A new layer store in `root` with one active layer "c" that holds `/f`, `versions` written and synced in turn. */
+async function layerStore(root: string, ...versions: string[]): Promise<void> {
+  const store = await LayerStore.open(root, { create: true, dataSize: 64 * MiB, baseSize: 16 * MiB });
+  await store.prepare("c");
+  for (const [i, v] of versions.entries()) {
+    if (i > 0) await store.sync();
+    await store.fs("c").writeFile("/f", v);
+  }
+  await store.close();
+}
+
+/** Runs `fn` on the pool in `dir`, open, and closes it whatever happens. */
+async function withPool<T>(dir: string, fn: (pool: Pool) => Promise<T>): Promise<T> {
+  const pool = await Pool.open(dir);
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+/** Three-block pool with devices 1 and 2 of two blocks each, block 0 of device 1 written with ones. */
+async function smallPool(dir: string): Promise<Pool> {
+  const pool = await Pool.create(dir, { dataSize: 3 * BS });
+  await pool.createThin(1, 2 * BS);
+  await pool.createThin(2, 2 * BS);
+  await pool.device(1).write(0, new Uint8Array(BS).fill(1));
+  return pool;
+}
 
 describe("CRC-32C", () => {
   it("gives the standard check values and continues across pieces", () => {
@@ -99,9 +136,7 @@ describe("a flipped byte in any metadata file", () => {
           await fs.cp(dir, copy, { recursive: true });
           try {
             const file = path.join(copy, "metadata", name);
-            const bytes = await fs.readFile(file);
-            bytes[at] ^= 0x20;
-            await fs.writeFile(file, bytes);
+            await flip(file, at, 0x20);
             const report = await checkPool(copy);
             assert.ok(report.faults.some((f) => f.includes(name)), `${what}: check reports it: ${JSON.stringify(report.faults)}`);
             if (kind === "previous root") {
@@ -127,15 +162,10 @@ describe("a flipped byte in any metadata file", () => {
   it("`thinstack check` exits 1 naming the damaged file", async () => {
     await withTmp(async (tmp) => {
       const root = path.join(tmp, "store");
-      const store = await LayerStore.open(root, { create: true, dataSize: 64 * MiB, baseSize: 16 * MiB });
-      await store.prepare("c");
-      await store.fs("c").writeFile("/f", "x");
-      await store.close();
+      await layerStore(root, "x");
       const meta = path.join(root, "metadata");
       const layer = [...namedFiles(await rootOf(meta))].find((n) => n.startsWith("layer-"))!;
-      const bytes = await fs.readFile(path.join(meta, layer));
-      bytes[bytes.length - 1] ^= 0xff;
-      await fs.writeFile(path.join(meta, layer), bytes);
+      await flip(path.join(meta, layer), -1, 0xff);
       const r = await thinstack(["check"], { root });
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.match(r.stdout, new RegExp(`^fault: .*metadata file '[^']*${layer.replace(/\./g, "\\.")}' is damaged`, "m"));
@@ -155,15 +185,13 @@ describe("repair goes back one commit", () => {
       await pool.close(); // nothing changed since: no commit
       const meta = path.join(dir, "metadata");
       const current = await rootOf(meta);
-      const previous = decodeMetaFile(await fs.readFile(path.join(meta, "pool.prev.cbor")), "prev") as PoolRecord;
+      const previous = await rootOf(meta, "pool.prev.cbor");
       assert.equal(current.transactionId, 2);
       assert.equal(previous.transactionId, 1);
       const only = [...namedFiles(current)].filter((f) => !namedFiles(previous).has(f));
       assert.ok(only.some((f) => f.startsWith("nodes.")), `root 2 has a segment of its own: ${only}`);
       const seg = only.find((f) => f.startsWith("nodes."))!;
-      const bytes = await fs.readFile(path.join(meta, seg));
-      bytes[HEADER_SIZE + 3] ^= 0x10;
-      await fs.writeFile(path.join(meta, seg), bytes);
+      await flip(path.join(meta, seg), HEADER_SIZE + 3, 0x10);
       await assert.rejects(Pool.open(dir), (e: { code?: string; message: string }) => e.code === "EIO" && e.message.includes(seg));
       const faults = (await checkPool(dir)).faults;
       assert.ok(faults.some((f) => f.includes(seg)), JSON.stringify(faults));
@@ -172,30 +200,20 @@ describe("repair goes back one commit", () => {
       assert.match(changes[0], /^went back to the previous commit \(transaction 1\) from transaction 2: it lost '/);
       assert.equal(changes.length, 1, `the commit freed nothing the previous one maps: ${changes}`);
       assert.deepEqual((await checkPool(dir)).faults, []);
-      const again = await Pool.open(dir);
-      try {
+      await withPool(dir, async (again) => {
         assert.equal(again.status().transactionId, 1);
         assert.deepEqual(await again.device(1).read(0, 2 * BS), new Uint8Array(2 * BS).fill(1, 0, BS));
         await again.device(1).write(0, new Uint8Array(10).fill(9)); // and it works on
         await again.commit();
-      } finally {
-        await again.close();
-      }
-      assert.equal((await Pool.open(dir).then(async (p) => {
-        const tx = p.status().transactionId;
-        await p.close();
-        return tx;
-      })), 2);
+      });
+      assert.equal(await withPool(dir, async (p) => p.status().transactionId), 2);
     });
   });
 
   it("when the root itself is damaged; and says which blocks of the previous commit later writes may have reused", async () => {
     await withTmp(async (tmp) => {
       const dir = path.join(tmp, "pool");
-      const pool = await Pool.create(dir, { dataSize: 3 * BS });
-      await pool.createThin(1, 2 * BS);
-      await pool.createThin(2, 2 * BS);
-      await pool.device(1).write(0, new Uint8Array(BS).fill(1));
+      const pool = await smallPool(dir);
       await pool.device(2).write(0, new Uint8Array(BS).fill(2));
       await pool.commit(); // 1: blocks 0 and 1 used
       await pool.device(1).discard(0, BS);
@@ -208,9 +226,7 @@ describe("repair goes back one commit", () => {
       await fs.cp(dir, crash, { recursive: true }); // as a crash now leaves it
       await pool.close();
       const root = path.join(crash, "metadata", "pool.cbor");
-      const bytes = await fs.readFile(root);
-      bytes[0] ^= 0xff;
-      await fs.writeFile(root, bytes);
+      await flip(root, 0, 0xff);
       await assert.rejects(Pool.open(crash), (e: { code?: string; message: string }) => e.code === "EIO" && e.message.includes(root));
       const report = await checkPool(crash);
       assert.ok(report.faults[0].includes(root), JSON.stringify(report.faults));
@@ -218,23 +234,17 @@ describe("repair goes back one commit", () => {
       const changes = await repairPool(crash);
       assert.match(changes[0], /^went back to the previous commit \(transaction 1\) from the current root: /);
       assert.match(changes[1], /the blocks the abandoned commit freed are unknown/);
-      const again = await Pool.open(crash);
-      try {
+      await withPool(crash, async (again) => {
         assert.equal(again.status().transactionId, 1);
         assert.deepEqual(again.devices().map((d) => d.id), [1, 2]);
-      } finally {
-        await again.close();
-      }
+      });
     });
   });
 
   it("with the root readable, names the blocks the abandoned commit freed", async () => {
     await withTmp(async (tmp) => {
       const dir = path.join(tmp, "pool");
-      const pool = await Pool.create(dir, { dataSize: 3 * BS });
-      await pool.createThin(1, 2 * BS);
-      await pool.createThin(2, 2 * BS);
-      await pool.device(1).write(0, new Uint8Array(BS).fill(1));
+      const pool = await smallPool(dir);
       await pool.commit(); // 1
       await pool.device(1).discard(0, BS);
       await pool.device(2).write(0, new Uint8Array(BS).fill(2));
@@ -247,39 +257,27 @@ describe("repair goes back one commit", () => {
       await pool.close();
       const meta = path.join(crash, "metadata");
       const seg = [...namedFiles(await rootOf(meta))].find((f) => f.startsWith("nodes.2."))!;
-      const bytes = await fs.readFile(path.join(meta, seg));
-      bytes[bytes.length - 1] ^= 1;
-      await fs.writeFile(path.join(meta, seg), bytes);
+      await flip(path.join(meta, seg), -1, 1);
       const changes = await repairPool(crash);
       assert.match(changes[0], /^went back to the previous commit \(transaction 1\) from transaction 2/);
       assert.deepEqual(changes.slice(1), ["device 1: 1 block(s) (virtual 0) were freed by the abandoned commit; writes after it may have reused them"]);
-      const again = await Pool.open(crash);
-      try {
+      await withPool(crash, async (again) => {
         assert.equal(again.status().transactionId, 1);
         // What the report warns of: the block holds a later write now.
         assert.deepEqual(await again.device(1).read(0, BS), new Uint8Array(BS).fill(4));
-      } finally {
-        await again.close();
-      }
+      });
     });
   });
 
   it("`thinstack repair` takes a layer store back one commit when a layer's journal is damaged", async () => {
     await withTmp(async (tmp) => {
       const root = path.join(tmp, "store");
-      const store = await LayerStore.open(root, { create: true, dataSize: 64 * MiB, baseSize: 16 * MiB });
-      await store.prepare("c");
-      await store.fs("c").writeFile("/f", "first");
-      await store.sync();
-      await store.fs("c").writeFile("/f", "second");
-      await store.close();
+      await layerStore(root, "first", "second");
       const meta = path.join(root, "metadata");
-      const prev = namedFiles(decodeMetaFile(await fs.readFile(path.join(meta, "pool.prev.cbor")), "prev") as PoolRecord);
+      const prev = namedFiles(await rootOf(meta, "pool.prev.cbor"));
       const journal = [...namedFiles(await rootOf(meta))].find((n) => /^layer-\d+-j\./.test(n) && !prev.has(n));
       assert.ok(journal, "the last commit has a journal file of its own");
-      const bytes = await fs.readFile(path.join(meta, journal));
-      bytes[HEADER_SIZE] ^= 0x40;
-      await fs.writeFile(path.join(meta, journal), bytes);
+      await flip(path.join(meta, journal), HEADER_SIZE, 0x40);
       assert.equal((await thinstack(["check"], { root })).code, 1);
       const r = await thinstack(["repair"], { root });
       assert.equal(r.code, 0, r.stdout + r.stderr);

@@ -9,27 +9,38 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Pool } from "../../src/pool/pool.ts";
 import type { DeltaKind, DeltaRange } from "../../src/pool/delta.ts";
-import { hasCode } from "../../src/common/errors.ts";
 import { runs, withTmp } from "../helpers/tmp.ts";
+import { BS, Commit, CreateThin, Delete, PoolModel, type Real, Reopen, Snapshot, writeOrNoSpace } from "./model-commands.ts";
 
-const BS = 64 * 1024;
 const POOL_BLOCKS = 512;
 /** A one-level device and a two-level one (more than 1,024 blocks). */
 const SIZES = [8, 2100];
 
-class Model {
-  /** Device id → token per virtual block (undefined: unmapped). */
-  devices = new Map<number, (number | undefined)[]>();
-  #next = 1;
-  token(): number {
-    return this.#next++;
+/** Device id → token per virtual block (undefined: unmapped). */
+type Tokens = (number | undefined)[];
+
+class Model extends PoolModel<Tokens> {
+  fresh(blocks: number): Tokens {
+    return new Array(blocks).fill(undefined);
+  }
+  copy(o: Tokens): Tokens {
+    return o.slice();
+  }
+  /** The delta of every pair of devices, both ways, with and without the same ranges. */
+  async check(r: Real): Promise<void> {
+    const ids = this.ids();
+    for (const a of ids) {
+      for (const b of ids) {
+        for (const same of [false, true]) {
+          assert.deepEqual(await r.pool.delta(a, b, { same }), modelDelta(this.devices.get(a)!, this.devices.get(b)!, same), `delta(${a}, ${b}${same ? ", same" : ""})`);
+        }
+      }
+    }
   }
 }
 
-interface Real { pool: Pool; dir: string }
-
 /** The model's delta: thin_delta's ranges from the tokens. */
-function modelDelta(a: (number | undefined)[], b: (number | undefined)[], same: boolean): DeltaRange[] {
+function modelDelta(a: Tokens, b: Tokens, same: boolean): DeltaRange[] {
   const out: DeltaRange[] = [];
   for (let vb = 0; vb < Math.max(a.length, b.length); vb++) {
     const x = a[vb];
@@ -46,61 +57,22 @@ function modelDelta(a: (number | undefined)[], b: (number | undefined)[], same: 
   return out;
 }
 
-async function check(m: Model, r: Real): Promise<void> {
-  const ids = [...m.devices.keys()].sort((a, b) => a - b);
-  for (const a of ids) {
-    for (const b of ids) {
-      for (const same of [false, true]) {
-        assert.deepEqual(await r.pool.delta(a, b, { same }), modelDelta(m.devices.get(a)!, m.devices.get(b)!, same), `delta(${a}, ${b}${same ? ", same" : ""})`);
-      }
-    }
-  }
-}
-
-const pick = (m: Model, k: number) => [...m.devices.keys()].sort((a, b) => a - b)[k % m.devices.size];
-
-class CreateThin implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly id: number, readonly size: number) {}
-  check(m: Readonly<Model>) { return !m.devices.has(this.id); }
-  async run(m: Model, r: Real) {
-    await r.pool.createThin(this.id, this.size * BS);
-    m.devices.set(this.id, new Array(this.size).fill(undefined));
-    await check(m, r);
-  }
-  toString() { return `createThin(${this.id}, ${this.size} blocks)`; }
-}
-
-class Snapshot implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly id: number, readonly k: number) {}
-  check(m: Readonly<Model>) { return m.devices.size > 0 && !m.devices.has(this.id); }
-  async run(m: Model, r: Real) {
-    const origin = pick(m, this.k);
-    await r.pool.createSnapshot(this.id, origin);
-    m.devices.set(this.id, m.devices.get(origin)!.slice());
-    await check(m, r);
-  }
-  toString() { return `createSnapshot(${this.id}, #${this.k})`; }
-}
-
 /** A write of `blocks` blocks from `vb` (whole, or a few bytes into each: a copy-on-write copies the rest). */
 class Write implements fc.AsyncCommand<Model, Real> {
   constructor(readonly k: number, readonly vb: number, readonly blocks: number, readonly partial: boolean) {}
   check(m: Readonly<Model>) { return m.devices.size > 0; }
   async run(m: Model, r: Real) {
-    const id = pick(m, this.k);
+    const id = m.pick(this.k);
     const tokens = m.devices.get(id)!;
     const vb = this.vb % tokens.length;
     const n = Math.min(this.blocks, tokens.length - vb);
     const at = vb * BS + (this.partial ? 100 : 0);
     const len = this.partial ? (n - 1) * BS + 10 : n * BS;
-    try {
-      await r.pool.device(id).write(at, new Uint8Array(len).fill(vb & 0xff));
-    } catch (e) {
-      if (!hasCode(e, "ENOSPC")) throw e;
-      return await check(m, r); // nothing changed
+    // Refused for want of space: nothing changed.
+    if (await writeOrNoSpace(r, id, at, new Uint8Array(len).fill(vb & 0xff))) {
+      for (let b = vb; b < vb + n; b++) tokens[b] = m.token();
     }
-    for (let b = vb; b < vb + n; b++) tokens[b] = m.token();
-    await check(m, r);
+    await m.check(r);
   }
   toString() { return `write(#${this.k}, vb ${this.vb}, ${this.blocks} blocks${this.partial ? ", partial" : ""})`; }
 }
@@ -110,61 +82,29 @@ class Discard implements fc.AsyncCommand<Model, Real> {
   constructor(readonly k: number, readonly vb: number, readonly blocks: number) {}
   check(m: Readonly<Model>) { return m.devices.size > 0; }
   async run(m: Model, r: Real) {
-    const id = pick(m, this.k);
+    const id = m.pick(this.k);
     const tokens = m.devices.get(id)!;
     const vb = this.vb % tokens.length;
     const n = Math.min(this.blocks, tokens.length - vb);
     await r.pool.device(id).discard(vb * BS, n * BS);
     for (let b = vb; b < vb + n; b++) tokens[b] = undefined;
-    await check(m, r);
+    await m.check(r);
   }
   toString() { return `discard(#${this.k}, vb ${this.vb}, ${this.blocks} blocks)`; }
-}
-
-class Delete implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly k: number) {}
-  check(m: Readonly<Model>) { return m.devices.size > 0; }
-  async run(m: Model, r: Real) {
-    const id = pick(m, this.k);
-    await r.pool.deleteDevice(id);
-    m.devices.delete(id);
-    await check(m, r);
-  }
-  toString() { return `delete(#${this.k})`; }
-}
-
-class Commit implements fc.AsyncCommand<Model, Real> {
-  check() { return true; }
-  async run(m: Model, r: Real) {
-    await r.pool.commit();
-    await check(m, r);
-  }
-  toString() { return "commit()"; }
-}
-
-/** Reopening rebuilds the maps from their segments, shared nodes shared again. */
-class Reopen implements fc.AsyncCommand<Model, Real> {
-  check() { return true; }
-  async run(m: Model, r: Real) {
-    await r.pool.close();
-    r.pool = await Pool.open(r.dir);
-    await check(m, r);
-  }
-  toString() { return "close()+open()"; }
 }
 
 const id = fc.integer({ min: 0, max: 6 });
 // Blocks near the leaf boundaries of a two-level device, and the first few of any.
 const vblock = fc.oneof(fc.integer({ min: 0, max: 7 }), fc.integer({ min: 1020, max: 1030 }), fc.integer({ min: 2040, max: 2099 }));
 const commands = [
-  fc.tuple(id, fc.constantFrom(...SIZES)).map(([i, s]) => new CreateThin(i, s)),
-  fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot(i, k)),
-  fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot(i, k)),
+  fc.tuple(id, fc.constantFrom(...SIZES)).map(([i, s]) => new CreateThin<Model>(i, s)),
+  fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot<Model>(i, k)),
+  fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot<Model>(i, k)),
   ...Array.from({ length: 4 }, () => fc.tuple(fc.nat(), vblock, fc.integer({ min: 1, max: 3 }), fc.boolean()).map(([k, v, n, p]) => new Write(k, v, n, p))),
   fc.tuple(fc.nat(), vblock, fc.integer({ min: 1, max: 4 })).map(([k, v, n]) => new Discard(k, v, n)),
-  fc.nat().map((k) => new Delete(k)),
-  fc.constant(new Commit()),
-  fc.constant(new Reopen()),
+  fc.nat().map((k) => new Delete<Model>(k)),
+  fc.constant(new Commit<Model>()),
+  fc.constant(new Reopen<Model>()),
 ];
 
 describe("delta", () => {

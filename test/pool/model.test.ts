@@ -8,82 +8,50 @@ import fc from "fast-check";
 import { Pool } from "../../src/pool/pool.ts";
 import { hasCode } from "../../src/common/errors.ts";
 import { runs, withTmp } from "../helpers/tmp.ts";
+import { BS, Commit, CreateThin, Delete, type Moment, PoolModel, type Real, Reopen, Snapshot, touched, writeOrNoSpace } from "./model-commands.ts";
 
-const BS = 64 * 1024;
 const POOL_BLOCKS = 24;
 const MAX_DEVICE_BLOCKS = 4;
 
 /** A device in the model: its bytes, and a token per block naming the pool block behind it. */
 interface ModelDevice { bytes: Uint8Array; tokens: (number | undefined)[] }
 
-class Model {
-  devices = new Map<number, ModelDevice>();
-  #next = 1;
-  token(): number { return this.#next++; }
+class Model extends PoolModel<ModelDevice> {
   used(): number {
     const live = new Set<number>();
     for (const d of this.devices.values()) for (const t of d.tokens) if (t !== undefined) live.add(t);
     return live.size;
   }
-}
-
-interface Real { pool: Pool; dir: string }
-
-async function check(m: Model, r: Real): Promise<void> {
-  const ids = [...m.devices.keys()].sort((a, b) => a - b);
-  assert.deepEqual(r.pool.devices().map((d) => d.id), ids);
-  for (const id of ids) {
-    const want = m.devices.get(id)!.bytes;
-    const got = await r.pool.device(id).read(0, want.byteLength);
-    if (Buffer.compare(Buffer.from(got), Buffer.from(want)) !== 0) {
-      const at = got.findIndex((b, i) => b !== want[i]);
-      assert.fail(`device ${id} differs from the model at byte ${at}: ${got[at]} != ${want[at]}`);
+  fresh(blocks: number): ModelDevice {
+    return { bytes: new Uint8Array(blocks * BS), tokens: new Array(blocks).fill(undefined) };
+  }
+  copy(o: ModelDevice): ModelDevice {
+    return { bytes: o.bytes.slice(), tokens: o.tokens.slice() };
+  }
+  /** Every device's bytes, and the used blocks; after a commit nothing is left pending to free. */
+  async check(r: Real, moment: Moment): Promise<void> {
+    if (moment === "commit") assert.equal(r.pool.status().pendingFreeBlocks, 0);
+    const ids = this.ids();
+    assert.deepEqual(r.pool.devices().map((d) => d.id), ids);
+    for (const id of ids) {
+      const want = this.devices.get(id)!.bytes;
+      const got = await r.pool.device(id).read(0, want.byteLength);
+      if (Buffer.compare(Buffer.from(got), Buffer.from(want)) !== 0) {
+        const at = got.findIndex((b, i) => b !== want[i]);
+        assert.fail(`device ${id} differs from the model at byte ${at}: ${got[at]} != ${want[at]}`);
+      }
     }
+    assert.equal(r.pool.status().dataBlocks.used, this.used(), "used blocks = distinct live blocks of the model");
   }
-  assert.equal(r.pool.status().dataBlocks.used, m.used(), "used blocks = distinct live blocks of the model");
-}
-
-const pickDevice = (m: Model, k: number) => [...m.devices.keys()].sort((a, b) => a - b)[k % m.devices.size];
-
-class CreateThin implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly id: number, readonly blocks: number) {}
-  check(m: Readonly<Model>) { return !m.devices.has(this.id); }
-  async run(m: Model, r: Real) {
-    await r.pool.createThin(this.id, this.blocks * BS);
-    m.devices.set(this.id, { bytes: new Uint8Array(this.blocks * BS), tokens: new Array(this.blocks).fill(undefined) });
-    await check(m, r);
-  }
-  toString() { return `createThin(${this.id}, ${this.blocks} blocks)`; }
-}
-
-class Snapshot implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly id: number, readonly k: number) {}
-  check(m: Readonly<Model>) { return m.devices.size > 0 && !m.devices.has(this.id); }
-  async run(m: Model, r: Real) {
-    const origin = pickDevice(m, this.k);
-    await r.pool.createSnapshot(this.id, origin);
-    const o = m.devices.get(origin)!;
-    m.devices.set(this.id, { bytes: o.bytes.slice(), tokens: o.tokens.slice() });
-    await check(m, r);
-  }
-  toString() { return `createSnapshot(${this.id}, #${this.k})`; }
 }
 
 /** Writes `len` bytes of `fill` at `at` of device `id` in both; false if the pool had no space (then nothing changed). */
 async function write(m: Model, r: Real, id: number, at: number, len: number, fill: number): Promise<boolean> {
   const d = m.devices.get(id)!;
   const data = new Uint8Array(len).fill(fill);
-  const freeBefore = POOL_BLOCKS - r.pool.status().dataBlocks.used;
-  try {
-    await r.pool.device(id).write(at, data);
-  } catch (e) {
-    if (!hasCode(e, "ENOSPC")) throw e;
-    const touched = len === 0 ? 0 : Math.floor((at + len - 1) / BS) - Math.floor(at / BS) + 1;
-    assert.ok(freeBefore < touched, `ENOSPC with ${freeBefore} free blocks for a write over ${touched}`);
-    return false;
-  }
+  if (!(await writeOrNoSpace(r, id, at, data))) return false;
   d.bytes.set(data, at);
-  for (let b = Math.floor(at / BS); len > 0 && b <= Math.floor((at + len - 1) / BS); b++) d.tokens[b] = m.token();
+  for (const b of touched(at, len)) d.tokens[b] = m.token();
   return true;
 }
 
@@ -91,11 +59,11 @@ class Write implements fc.AsyncCommand<Model, Real> {
   constructor(readonly k: number, readonly at: number, readonly len: number, readonly fill: number) {}
   check(m: Readonly<Model>) { return m.devices.size > 0; }
   async run(m: Model, r: Real) {
-    const id = pickDevice(m, this.k);
+    const id = m.pick(this.k);
     const d = m.devices.get(id)!;
     const at = this.at % d.bytes.byteLength;
     await write(m, r, id, at, Math.min(this.len, d.bytes.byteLength - at), this.fill);
-    await check(m, r);
+    await m.check(r, "step");
   }
   toString() { return `write(#${this.k}, ${this.at}, ${this.len}, ${this.fill})`; }
 }
@@ -109,7 +77,7 @@ class StreamRead implements fc.AsyncCommand<Model, Real> {
   constructor(readonly k: number, readonly chunk: number, readonly writes: { step: number; k: number; ahead: number; len: number; fill: number }[]) {}
   check(m: Readonly<Model>) { return m.devices.size > 0; }
   async run(m: Model, r: Real) {
-    const id = pickDevice(m, this.k);
+    const id = m.pick(this.k);
     const size = m.devices.get(id)!.bytes.byteLength;
     for (let at = 0, step = 0; at < size; step++) {
       const len = Math.min(this.chunk, size - at);
@@ -121,13 +89,13 @@ class StreamRead implements fc.AsyncCommand<Model, Real> {
       at += len;
       for (const w of this.writes.filter((x) => x.step === step)) {
         // Into the part not read yet (the part fetched ahead), or into another device.
-        const target = pickDevice(m, w.k);
+        const target = m.pick(w.k);
         const tsize = m.devices.get(target)!.bytes.byteLength;
         const wat = target === id && at < size ? at + (w.ahead % (size - at)) : w.ahead % tsize;
         await write(m, r, target, wat, Math.min(w.len, tsize - wat), w.fill);
       }
     }
-    await check(m, r);
+    await m.check(r, "step");
   }
   toString() { return `streamRead(#${this.k}, chunks of ${this.chunk}, writes ${JSON.stringify(this.writes)})`; }
 }
@@ -136,7 +104,7 @@ class Discard implements fc.AsyncCommand<Model, Real> {
   constructor(readonly k: number, readonly at: number, readonly len: number) {}
   check(m: Readonly<Model>) { return m.devices.size > 0; }
   async run(m: Model, r: Real) {
-    const id = pickDevice(m, this.k);
+    const id = m.pick(this.k);
     const d = m.devices.get(id)!;
     const at = this.at % d.bytes.byteLength;
     const len = Math.min(this.len, d.bytes.byteLength - at);
@@ -145,58 +113,26 @@ class Discard implements fc.AsyncCommand<Model, Real> {
     } catch (e) {
       // Zeroing a partial block of a shared or committed block needs a new block.
       if (!hasCode(e, "ENOSPC")) throw e;
-      return await check(m, r);
+      return await m.check(r, "step");
     }
     d.bytes.fill(0, at, at + len);
-    for (let b = Math.floor(at / BS); len > 0 && b <= Math.floor((at + len - 1) / BS); b++) {
+    for (const b of touched(at, len)) {
       const whole = at <= b * BS && at + len >= (b + 1) * BS;
       if (whole) d.tokens[b] = undefined;
       else if (d.tokens[b] !== undefined) d.tokens[b] = m.token();
     }
-    await check(m, r);
+    await m.check(r, "step");
   }
   toString() { return `discard(#${this.k}, ${this.at}, ${this.len})`; }
-}
-
-class Delete implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly k: number) {}
-  check(m: Readonly<Model>) { return m.devices.size > 0; }
-  async run(m: Model, r: Real) {
-    const id = pickDevice(m, this.k);
-    await r.pool.deleteDevice(id);
-    m.devices.delete(id);
-    await check(m, r);
-  }
-  toString() { return `delete(#${this.k})`; }
-}
-
-class Commit implements fc.AsyncCommand<Model, Real> {
-  check() { return true; }
-  async run(m: Model, r: Real) {
-    await r.pool.commit();
-    assert.equal(r.pool.status().pendingFreeBlocks, 0);
-    await check(m, r);
-  }
-  toString() { return "commit()"; }
-}
-
-class Reopen implements fc.AsyncCommand<Model, Real> {
-  check() { return true; }
-  async run(m: Model, r: Real) {
-    await r.pool.close();
-    r.pool = await Pool.open(r.dir);
-    await check(m, r);
-  }
-  toString() { return "close()+open()"; }
 }
 
 const id = fc.integer({ min: 0, max: 12 });
 const offset = fc.integer({ min: 0, max: MAX_DEVICE_BLOCKS * BS - 1 });
 const length = fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 3 * BS }));
 const commands = [
-  fc.tuple(id, fc.integer({ min: 1, max: MAX_DEVICE_BLOCKS })).map(([i, b]) => new CreateThin(i, b)),
-  fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot(i, k)),
-  fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot(i, k)),
+  fc.tuple(id, fc.integer({ min: 1, max: MAX_DEVICE_BLOCKS })).map(([i, b]) => new CreateThin<Model>(i, b)),
+  fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot<Model>(i, k)),
+  fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot<Model>(i, k)),
   ...Array.from({ length: 4 }, () =>
     fc.tuple(fc.nat(), offset, length, fc.integer({ min: 1, max: 255 })).map(([k, a, l, f]) => new Write(k, a, l, f))),
   fc.tuple(fc.nat(), offset, length).map(([k, a, l]) => new Discard(k, a, l)),
@@ -207,9 +143,9 @@ const commands = [
       step: fc.integer({ min: 0, max: 8 }), k: fc.nat(), ahead: fc.nat(), len: fc.integer({ min: 1, max: 2 * BS }), fill: fc.integer({ min: 1, max: 255 }),
     }), { maxLength: 3 }),
   ).map(([k, c, w]) => new StreamRead(k, c, w)),
-  fc.nat().map((k) => new Delete(k)),
-  fc.constant(new Commit()),
-  fc.constant(new Reopen()),
+  fc.nat().map((k) => new Delete<Model>(k)),
+  fc.constant(new Commit<Model>()),
+  fc.constant(new Reopen<Model>()),
 ];
 
 describe("pool model", () => {
@@ -223,7 +159,7 @@ describe("pool model", () => {
             const model = new Model();
             for (const [id, blocks] of [[100, MAX_DEVICE_BLOCKS], [101, 2]]) {
               await real.pool.createThin(id, blocks * BS);
-              model.devices.set(id, { bytes: new Uint8Array(blocks * BS), tokens: new Array(blocks).fill(undefined) });
+              model.devices.set(id, model.fresh(blocks));
             }
             await fc.asyncModelRun(() => ({ model, real }), cmds);
             // Deleting every device returns the pool to zero used blocks.

@@ -21,30 +21,34 @@ import { MapForest } from "../../src/pool/maptree.ts";
 import { SpaceMap } from "../../src/pool/spacemap.ts";
 import { hasCode } from "../../src/common/errors.ts";
 import { runs, withTmp } from "../helpers/tmp.ts";
+import { BS, Commit, CreateThin, Delete, type Moment, PoolModel, type Real, Reopen, Snapshot, touched, writeOrNoSpace } from "./model-commands.ts";
 
-const BS = 64 * 1024;
 const POOL_BLOCKS = 48;
 const ZERO = new Uint8Array(BS);
 
 /** A device in the model: per mapped block, a token naming the pool block behind it, and its bytes. */
 interface ModelDevice { blocks: number; tokens: Map<number, number>; bytes: Map<number, Uint8Array> }
 
-class Model {
-  devices = new Map<number, ModelDevice>();
-  #next = 1;
-  constructor(readonly fanout: number) {}
-  token(): number { return this.#next++; }
+class Model extends PoolModel<ModelDevice> {
+  constructor(readonly fanout: number) {
+    super();
+  }
   distinct(): Map<number, [number, number]> {
     const out = new Map<number, [number, number]>(); // token -> one (device, vb) that maps it
     for (const [id, d] of this.devices) for (const [vb, t] of d.tokens) if (!out.has(t)) out.set(t, [id, vb]);
     return out;
   }
+  fresh(blocks: number): ModelDevice {
+    return { blocks, tokens: new Map(), bytes: new Map() };
+  }
+  copy(o: ModelDevice): ModelDevice {
+    return { blocks: o.blocks, tokens: new Map(o.tokens), bytes: new Map(o.bytes) };
+  }
+  /** The maps after every step; the bytes too at commits and reopenings. */
+  check(r: Real, moment: Moment): Promise<void> {
+    return check(this, r, moment !== "step");
+  }
 }
-
-interface Real { pool: Pool; dir: string }
-
-const ids = (m: Model) => [...m.devices.keys()].sort((a, b) => a - b);
-const pickDevice = (m: Model, k: number) => ids(m)[k % m.devices.size];
 
 /** Blocks where the trees branch: node edges at every level, the ends, the middle. */
 function hotBlocks(blocks: number, fanout: number): number[] {
@@ -79,10 +83,10 @@ function same(got: Uint8Array, want: Uint8Array, what: string): void {
 
 /** The maps against the model; with `data`, every distinct block's bytes too. */
 async function check(m: Model, r: Real, data: boolean): Promise<void> {
-  assert.deepEqual(r.pool.devices().map((d) => d.id), ids(m));
+  assert.deepEqual(r.pool.devices().map((d) => d.id), m.ids());
   const blockOfToken = new Map<number, number>();
   const tokenOfBlock = new Map<number, number>();
-  for (const id of ids(m)) {
+  for (const id of m.ids()) {
     const d = m.devices.get(id)!;
     assert.equal(r.pool.usage(id).mapped, d.tokens.size, `device ${id} maps as many blocks as the model`);
     for (const [vb, t] of d.tokens) {
@@ -98,60 +102,23 @@ async function check(m: Model, r: Real, data: boolean): Promise<void> {
   if (!data) return;
   for (const [, [id, vb]] of m.distinct()) same(await readBlock(r, id, vb), m.devices.get(id)!.bytes.get(vb) ?? ZERO, `device ${id} block ${vb}`);
   // And a block the model says is unmapped reads as zeros.
-  for (const id of ids(m)) {
+  for (const id of m.ids()) {
     const d = m.devices.get(id)!;
     const vb = hotBlocks(d.blocks, m.fanout).find((b) => !d.tokens.has(b));
     if (vb !== undefined) same(await readBlock(r, id, vb), ZERO, `unmapped block ${vb} of device ${id}`);
   }
 }
 
-/** The blocks a byte range touches. */
-function* touched(at: number, len: number): Generator<number> {
-  if (len > 0) for (let b = Math.floor(at / BS); b <= Math.floor((at + len - 1) / BS); b++) yield b;
-}
-
-class CreateThin implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly id: number, readonly blocks: number) {}
-  check(m: Readonly<Model>) { return !m.devices.has(this.id); }
-  async run(m: Model, r: Real) {
-    await r.pool.createThin(this.id, this.blocks * BS);
-    m.devices.set(this.id, { blocks: this.blocks, tokens: new Map(), bytes: new Map() });
-    await check(m, r, false);
-  }
-  toString() { return `createThin(${this.id}, ${this.blocks} blocks)`; }
-}
-
-class Snapshot implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly id: number, readonly k: number) {}
-  check(m: Readonly<Model>) { return m.devices.size > 0 && !m.devices.has(this.id); }
-  async run(m: Model, r: Real) {
-    const origin = pickDevice(m, this.k);
-    await r.pool.createSnapshot(this.id, origin);
-    const o = m.devices.get(origin)!;
-    m.devices.set(this.id, { blocks: o.blocks, tokens: new Map(o.tokens), bytes: new Map(o.bytes) });
-    await check(m, r, false);
-  }
-  toString() { return `createSnapshot(${this.id}, #${this.k})`; }
-}
-
 class Write implements fc.AsyncCommand<Model, Real> {
   constructor(readonly k: number, readonly block: BlockPick, readonly at: number, readonly len: number, readonly fill: number) {}
   check(m: Readonly<Model>) { return m.devices.size > 0; }
   async run(m: Model, r: Real) {
-    const id = pickDevice(m, this.k);
+    const id = m.pick(this.k);
     const d = m.devices.get(id)!;
     const at = blockOf(this.block, d, m.fanout) * BS + this.at;
     const len = Math.min(this.len, d.blocks * BS - at);
     const bytes = Uint8Array.from({ length: len }, (_, i) => (this.fill + i) & 0xff);
-    const free = POOL_BLOCKS - r.pool.status().dataBlocks.used;
-    try {
-      await r.pool.device(id).write(at, bytes);
-    } catch (e) {
-      if (!hasCode(e, "ENOSPC")) throw e;
-      const n = [...touched(at, len)].length;
-      assert.ok(free < n, `ENOSPC with ${free} free blocks for a write over ${n}`);
-      return await check(m, r, false);
-    }
+    if (!(await writeOrNoSpace(r, id, at, bytes))) return await check(m, r, false);
     for (const b of touched(at, len)) {
       const block = (d.bytes.get(b) ?? ZERO).slice();
       const from = Math.max(at, b * BS);
@@ -170,7 +137,7 @@ class Discard implements fc.AsyncCommand<Model, Real> {
   constructor(readonly k: number, readonly block: BlockPick, readonly at: number, readonly len: number) {}
   check(m: Readonly<Model>) { return m.devices.size > 0; }
   async run(m: Model, r: Real) {
-    const id = pickDevice(m, this.k);
+    const id = m.pick(this.k);
     const d = m.devices.get(id)!;
     const at = blockOf(this.block, d, m.fanout) * BS + this.at;
     const len = Math.min(this.len, d.blocks * BS - at);
@@ -199,51 +166,20 @@ class Discard implements fc.AsyncCommand<Model, Real> {
   toString() { return `discard(#${this.k}, ${JSON.stringify(this.block)}, +${this.at}, ${this.len})`; }
 }
 
-class Delete implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly k: number) {}
-  check(m: Readonly<Model>) { return m.devices.size > 0; }
-  async run(m: Model, r: Real) {
-    const id = pickDevice(m, this.k);
-    await r.pool.deleteDevice(id);
-    m.devices.delete(id);
-    await check(m, r, false);
-  }
-  toString() { return `delete(#${this.k})`; }
-}
-
-class Commit implements fc.AsyncCommand<Model, Real> {
-  check() { return true; }
-  async run(m: Model, r: Real) {
-    await r.pool.commit();
-    await check(m, r, true);
-  }
-  toString() { return "commit()"; }
-}
-
-class Reopen implements fc.AsyncCommand<Model, Real> {
-  check() { return true; }
-  async run(m: Model, r: Real) {
-    await r.pool.close();
-    r.pool = await Pool.open(r.dir);
-    await check(m, r, true);
-  }
-  toString() { return "close()+open()"; }
-}
-
 const id = fc.integer({ min: 0, max: 9 });
 const blocks = fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 1500, max: 6000 }) }, { weight: 1, arbitrary: fc.constant(2 ** 21 + 3) });
 const commands = [
-  fc.tuple(id, blocks).map(([i, b]) => new CreateThin(i, b)),
-  ...Array.from({ length: 3 }, () => fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot(i, k))),
+  fc.tuple(id, blocks).map(([i, b]) => new CreateThin<Model>(i, b)),
+  ...Array.from({ length: 3 }, () => fc.tuple(id, fc.nat()).map(([i, k]) => new Snapshot<Model>(i, k))),
   ...Array.from({ length: 5 }, () =>
     fc.tuple(fc.nat(), blockPick, fc.nat(BS - 1), fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 2 * BS })), fc.integer({ min: 1, max: 255 }))
       .map(([k, b, a, l, f]) => new Write(k, b, a, l, f))),
   ...Array.from({ length: 2 }, () =>
     fc.tuple(fc.nat(), blockPick, fc.nat(BS - 1), fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: BS, max: 5 * BS })))
       .map(([k, b, a, l]) => new Discard(k, b, a, l))),
-  fc.nat().map((k) => new Delete(k)),
-  fc.constant(new Commit()),
-  fc.constant(new Reopen()),
+  fc.nat().map((k) => new Delete<Model>(k)),
+  fc.constant(new Commit<Model>()),
+  fc.constant(new Reopen<Model>()),
 ];
 
 /** The deepest map tree a dump names. */
@@ -261,9 +197,9 @@ describe("pool model, multi-level trees", () => {
             try {
               // Every run starts with two devices written at their hot blocks, so short runs share inner nodes.
               const model = new Model(2 ** levelBits);
-              for (const [id, n] of [[100, 5000], [101, 3000]]) await new CreateThin(id, n).run(model, real);
+              for (const [id, n] of [[100, 5000], [101, 3000]]) await new CreateThin<Model>(id, n).run(model, real);
               for (const hot of [0, 3, 5]) await new Write(0, { hot }, 100, 200, hot + 1).run(model, real);
-              await new Snapshot(102, 0).run(model, real);
+              await new Snapshot<Model>(102, 0).run(model, real);
               await fc.asyncModelRun(() => ({ model, real }), cmds);
               await real.pool.commit();
               await check(model, real, true);

@@ -5,6 +5,7 @@ import type { LayerInfo } from "../../layers/mod.ts";
 import { type LayerAccess, withLayers } from "../access.ts";
 import { out } from "../context.ts";
 import { errorLine, Exit, json, table } from "../output.ts";
+import { cliOutput } from "../stdout.ts";
 
 /** The layer tree as indented lines, children under their parent, by name. */
 export function layerTree(layers: LayerInfo[]): string {
@@ -79,7 +80,7 @@ export function layerCommands(cmd: Command): void {
             out(`${key}\n`);
           } catch (e) {
             if (keys.length === 1) throw e;
-            process.stderr.write(errorLine(e));
+            cliOutput().stderr.write(errorLine(e));
             failed++;
           }
         }

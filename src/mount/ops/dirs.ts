@@ -3,7 +3,10 @@
  * which saves the kernel a LOOKUP each), RELEASEDIR and FSYNCDIR (a commit, as fsync).
  * A handle lists the directory once, at its first read (again after a rewind), and
  * serves that listing by index: an entry's offset is its index plus one. Directories of
- * views and committed layers are cached by the kernel (FOPEN_CACHE_DIR).
+ * layers are cached by the kernel (FOPEN_CACHE_DIR, kept across opens): those of views
+ * and committed layers never change, and those of active layers change through the
+ * mount, where the kernel drops its copy of a directory it changes (and of one whose
+ * mtime it sees change). The served root's listing (the layers served) is not cached.
  *
  * @module
  */
@@ -22,9 +25,8 @@ const DT_DIR = 4;
 export function registerDirs(s: Session): void {
   s.handlers.set(Op.OPENDIR, (req) => {
     const node = s.dir(req);
-    const frozen = node.kind === "dir" && node.served!.nodes.layer.frozen;
     const fh = s.open({ kind: "dir", node });
-    return Reply.of(Size.OPEN_OUT).u64(fh).u32(frozen ? Fopen.CACHE_DIR | Fopen.KEEP_CACHE : 0).u32(0);
+    return Reply.of(Size.OPEN_OUT).u64(fh).u32(node.kind === "dir" ? Fopen.CACHE_DIR | Fopen.KEEP_CACHE : 0).u32(0);
   });
 
   const handle = (fh: number): OpenDir => {
