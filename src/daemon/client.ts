@@ -99,14 +99,22 @@ export class SnapshotsClient {
 
   /** Calls `fn` for every layer matching any of `filters` (List, streamed). */
   async walk(fn: (info: LayerInfo) => void | Promise<void>, ...filters: string[]): Promise<void> {
-    const infos: LayerInfo[] = [];
-    await new Promise<void>((resolve, reject) => {
-      const stream = (this.#snapshots as unknown as Record<string, (r: unknown) => grpc.ClientReadableStream<{ info: InfoMessage[] }>>)
-        .List({ snapshotter: this.#snapshotter, filters });
-      stream.on("data", (m: { info: InfoMessage[] }) => infos.push(...m.info.map(fromInfoMessage)));
-      stream.on("error", (e) => reject(fromStatus(e, this.address)));
-      stream.on("end", () => resolve());
-    });
+    let infos: LayerInfo[] = [];
+    // A List cut off with UNAVAILABLE is asked again (it reads only): under Deno a
+    // connection's end (src/daemon/callcap.ts) drops a List still streaming on a Deno
+    // client ("Connection dropped"), and the next try goes out on a new connection.
+    for (let attempt = 1; ; attempt++) {
+      infos = [];
+      const failed = await new Promise<grpc.ServiceError | undefined>((resolve) => {
+        const stream = (this.#snapshots as unknown as Record<string, (r: unknown) => grpc.ClientReadableStream<{ info: InfoMessage[] }>>)
+          .List({ snapshotter: this.#snapshotter, filters });
+        stream.on("data", (m: { info: InfoMessage[] }) => infos.push(...m.info.map(fromInfoMessage)));
+        stream.on("error", (e: grpc.ServiceError) => resolve(e));
+        stream.on("end", () => resolve(undefined));
+      });
+      if (!failed) break;
+      if (failed.code !== grpc.status.UNAVAILABLE || attempt >= 3) throw fromStatus(failed, this.address);
+    }
     for (const info of infos) await fn(info);
   }
 

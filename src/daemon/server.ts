@@ -9,6 +9,7 @@ import net from "node:net";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { storeError } from "../common/errors.ts";
+import { type CallCap, capCallsPerConnection, DENO_CALLS_PER_CONNECTION } from "./callcap.ts";
 import { CONTROL_SERVICE, serviceDefinition, SNAPSHOTS_SERVICE } from "./definition.ts";
 import type { SnapshotService } from "./service.ts";
 
@@ -18,16 +19,33 @@ const MAX_SOCKET_PATH = 107;
 /** containerd's limits for its own API (defaults.DefaultMaxRecvMsgSize / SendMsgSize: 16 MiB). */
 const MAX_MESSAGE = 16 << 20;
 
+/** What {@linkcode SocketServer.listen} takes besides the address and the service. */
+export interface ListenOptions {
+  /**
+   * Ends each connection gracefully after this many calls (the client reconnects).
+   * Default: {@linkcode DENO_CALLS_PER_CONNECTION} under Deno, whose `node:http2` dies on
+   * a GOAWAY over a connection that carried many calls (see callcap.ts); unlimited on Node.
+   */
+  callsPerConnection?: number;
+}
+
 /** A Snapshots server listening on a unix socket. */
 export class SocketServer {
   readonly #server: grpc.Server;
+  readonly #cap: CallCap | undefined;
   /** The socket's path. */
   readonly address: string;
   #closing: Promise<void> | undefined;
 
-  private constructor(server: grpc.Server, address: string) {
+  private constructor(server: grpc.Server, address: string, cap: CallCap | undefined) {
     this.#server = server;
     this.address = address;
+    this.#cap = cap;
+  }
+
+  /** Connections taken so far, where calls per connection are limited; undefined where not. */
+  get connections(): number | undefined {
+    return this.#cap?.connections;
   }
 
   /**
@@ -35,7 +53,7 @@ export class SocketServer {
    * server is replaced). EBUSY when a live server answers there; EINVAL for a path
    * longer than a unix socket takes.
    */
-  static async listen(address: string, service: SnapshotService): Promise<SocketServer> {
+  static async listen(address: string, service: SnapshotService, options: ListenOptions = {}): Promise<SocketServer> {
     const socket = path.resolve(address);
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
       throw storeError("EINVAL", "listen", socket, `a unix socket path holds at most ${MAX_SOCKET_PATH} bytes; pick a shorter --address`);
@@ -51,9 +69,18 @@ export class SocketServer {
     await new Promise<number>((resolve, reject) =>
       server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e, port) => (e ? reject(e) : resolve(port)))
     );
-    // As containerd's own socket: root's alone (the API changes the store).
-    await fs.chmod(socket, 0o600);
-    return new SocketServer(server, socket);
+    const max = options.callsPerConnection ?? ("Deno" in globalThis ? DENO_CALLS_PER_CONNECTION : undefined);
+    let cap: CallCap | undefined;
+    try {
+      if (max !== undefined) cap = capCallsPerConnection(server, max);
+      // As containerd's own socket: root's alone (the API changes the store).
+      await fs.chmod(socket, 0o600);
+    } catch (e) {
+      server.forceShutdown();
+      await fs.rm(socket, { force: true });
+      throw e;
+    }
+    return new SocketServer(server, socket, cap);
   }
 
   /**

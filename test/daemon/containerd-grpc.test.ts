@@ -12,12 +12,10 @@ import { SnapshotsClient } from "../../src/daemon/client.ts";
 import type { MountMessage } from "../../src/daemon/definition.ts";
 import { clearDeadMounts, fuseUnsupported, mountSource } from "../../src/mount/mod.ts";
 import { snapshotterSuite } from "../layers/snapshotter-suite.ts";
-import { runCli, startServe } from "./helpers.ts";
+import { startServe } from "./helpers.ts";
 import { bindOf, LayerBinds } from "./mountfs.ts";
 
 const noFuse = fuseUnsupported();
-/** What Deno 2.9's node:http2 prints when it aborts closing a session (see the cleanup below). */
-const DENO_GOAWAY_ABORT = /nghttp2_session\.c:\d+: int find_stream_on_goaway_func.*Assertion/;
 
 snapshotterSuite("containerd over gRPC", async (root) => {
   // serve makes the store (default sizes, sparse) and mounts its layers over FUSE.
@@ -80,25 +78,10 @@ snapshotterSuite("containerd over gRPC", async (root) => {
         const code = await serve.stop();
         // A serve that died leaves its FUSE mount dead under the scratch root: clear it.
         if (code !== 0) await clearDeadMounts(mountSource(store));
-        if (code !== 0 && !(DENO_GOAWAY_ABORT.test(serve.stderr()) && "Deno" in globalThis)) {
-          throw new Error(`thinstack serve exited with ${code}: ${serve.stderr()}`);
-        }
-        if (code !== 0) {
-          // A known Deno 2.9 defect (its node:http2's nghttp2 asserts while closing a
-          // session after many streams; README, "Deno"): the stop was not graceful, so what
-          // must hold is what holds after any crash: the store opens and checks clean.
-          console.error(`containerd over gRPC: serve under Deno aborted at SIGTERM in nghttp2 (known Deno defect); checking the store`);
-          const r = await runCli(["--root", store, "check"]);
-          if (r.code !== 0) throw new Error(`thinstack check after Deno's abort: exit ${r.code}: ${r.stdout}${r.stderr}`);
-        }
+        if (code !== 0) throw new Error(`thinstack serve exited with ${code}: ${serve.stderr()}`);
       }
     },
   };
 }, {
   files: noFuse ? `changes files through the layers' mounts, which need root and /dev/fuse: ${noFuse}` : true,
-  // Known defect, not yet understood: serve under Deno 2.9 dies in about half of these
-  // runs (128 prepares, mounts and commits on one connection), by nghttp2's assertion at
-  // SIGTERM or by a signal before it; Node passes, and the Go suite's 128-layer case
-  // passes under Deno. README, "Deno".
-  skip: "Deno" in globalThis ? { "128LayersMount": "serve under Deno 2.9 dies in about half of the runs of this scenario (nghttp2 assertion in node:http2); known defect, see README" } : undefined,
 });
