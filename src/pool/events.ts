@@ -132,25 +132,24 @@ export async function* readEventLog(dir: string, options: ReadEventLogOptions = 
       }
     }
   };
-  const old = await fs.stat(`${file}.1`).catch(() => undefined);
-  if (old) yield* take(await readRange(`${file}.1`, 0, old.size) + "\n");
+  const old = await readTail(`${file}.1`, 0);
+  if (old) yield* take(old.text + "\n");
   rest = "";
   while (!signal?.aborted) {
-    const st = await fs.stat(file).catch(() => undefined);
-    if (st && ino !== undefined && st.ino !== ino) {
+    // Each file is opened once and both its inode and its bytes come from that open:
+    // statting by path and then reading by path would read the next file after a rotation
+    // in between, with the old file's offsets, and lose the old file's last lines.
+    const current = await readTail(file, offset, (size, at) => (ino !== undefined && at.ino !== ino) || size < offset ? 0 : offset);
+    if (current && ino !== undefined && current.ino !== ino) {
       // Rotated: what was written to the old file since the last look comes first.
-      const rotated = await fs.stat(`${file}.1`).catch(() => undefined);
-      if (rotated?.ino === ino && rotated.size > offset) yield* take(await readRange(`${file}.1`, offset, rotated.size));
-      offset = 0;
+      const rotated = await readTail(`${file}.1`, offset);
+      if (rotated?.ino === ino) yield* take(rotated.text);
       rest = "";
     }
-    if (st) {
-      ino = st.ino;
-      if (st.size < offset) offset = 0;
-      if (st.size > offset) {
-        yield* take(await readRange(file, offset, st.size));
-        offset = st.size;
-      }
+    if (current) {
+      ino = current.ino;
+      yield* take(current.text);
+      offset = current.size;
     }
     if (!follow) return;
     await new Promise<void>((resolve) => {
@@ -165,18 +164,25 @@ export async function* readEventLog(dir: string, options: ReadEventLogOptions = 
   }
 }
 
-async function readRange(file: string, start: number, end: number): Promise<string> {
+/**
+ * Opens `file` and reads it from `from` (or from what `start` picks, given its size and
+ * inode) to its end: the inode, the size and the bytes all of that one open file.
+ * Undefined when there is no such file.
+ */
+async function readTail(file: string, from: number, start?: (size: number, at: { ino: number }) => number): Promise<{ ino: number; size: number; text: string } | undefined> {
   const fh = await fs.open(file, "r").catch(() => undefined);
-  if (!fh) return "";
+  if (!fh) return undefined;
   try {
-    const buf = new Uint8Array(end - start);
+    const st = await fh.stat();
+    const begin = start ? start(st.size, st) : from;
+    const buf = new Uint8Array(Math.max(0, st.size - begin));
     let done = 0;
     while (done < buf.length) {
-      const { bytesRead } = await fh.read(buf, done, buf.length - done, start + done);
+      const { bytesRead } = await fh.read(buf, done, buf.length - done, begin + done);
       if (bytesRead === 0) break;
       done += bytesRead;
     }
-    return new TextDecoder().decode(buf.subarray(0, done));
+    return { ino: st.ino, size: begin + done, text: new TextDecoder().decode(buf.subarray(0, done)) };
   } finally {
     await fh.close();
   }
