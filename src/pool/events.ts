@@ -139,7 +139,7 @@ export async function* readEventLog(dir: string, options: ReadEventLogOptions = 
     // Each file is opened once and both its inode and its bytes come from that open:
     // statting by path and then reading by path would read the next file after a rotation
     // in between, with the old file's offsets, and lose the old file's last lines.
-    const current = await readTail(file, offset, (size, at) => (ino !== undefined && at.ino !== ino) || size < offset ? 0 : offset);
+    const current = await readTail(file, (at) => (ino !== undefined && at.ino !== ino) || at.size < offset ? 0 : offset);
     if (current && ino !== undefined && current.ino !== ino) {
       // Rotated: what was written to the old file since the last look comes first.
       const rotated = await readTail(`${file}.1`, offset);
@@ -165,16 +165,16 @@ export async function* readEventLog(dir: string, options: ReadEventLogOptions = 
 }
 
 /**
- * Opens `file` and reads it from `from` (or from what `start` picks, given its size and
- * inode) to its end: the inode, the size and the bytes all of that one open file.
- * Undefined when there is no such file.
+ * Opens `file` and reads it to its end from `start` (an offset, or one picked from the
+ * open file's size and inode): the inode, the size and the bytes all of that one open
+ * file. Undefined when there is no such file.
  */
-async function readTail(file: string, from: number, start?: (size: number, at: { ino: number }) => number): Promise<{ ino: number; size: number; text: string } | undefined> {
+async function readTail(file: string, start: number | ((at: { size: number; ino: number }) => number)): Promise<{ ino: number; size: number; text: string } | undefined> {
   const fh = await fs.open(file, "r").catch(() => undefined);
   if (!fh) return undefined;
   try {
     const st = await fh.stat();
-    const begin = start ? start(st.size, st) : from;
+    const begin = typeof start === "number" ? start : start(st);
     const buf = new Uint8Array(Math.max(0, st.size - begin));
     let done = 0;
     while (done < buf.length) {
