@@ -24,6 +24,7 @@ import { clearDeadMounts, mountSource } from "../mount/kernel.ts";
 import { mount, type MountedLayer, type MountOptions } from "../mount/mount.ts";
 import type { LayerInfo, LayerStoreOptions } from "../layers/types.ts";
 import { pull, type PullOptions, type PullResult } from "../registry/pull.ts";
+import { KeptBlobs } from "../registry/keptblobs.ts";
 import { push, type PushOptions, type PushResult } from "../registry/push.ts";
 
 /** Store records holding images are named this plus the image's name. */
@@ -44,6 +45,7 @@ const IMAGE_RECORD = "image/";
  */
 export class ImageStore extends LayerStore {
   #layerHost: LayerHost | undefined;
+  #kept: KeptBlobs | undefined;
   readonly #mounts = new Set<MountedLayer>();
 
   /**
@@ -53,7 +55,10 @@ export class ImageStore extends LayerStore {
   static override async open(dir: string, options: LayerStoreOptions = {}): Promise<ImageStore> {
     // Mounts of this store whose server died ("Transport endpoint is not connected") go first.
     await clearDeadMounts(mountSource(dir)).catch(() => []);
-    return await super.open(dir, options) as ImageStore;
+    const store = await super.open(dir, options) as ImageStore;
+    // Kept blobs no image names any more, or that a push left half-written (a crash).
+    await store.#keptBlobs().sweep(await store.#catalog().listImages());
+    return store;
   }
 
   /**
@@ -151,7 +156,9 @@ export class ImageStore extends LayerStore {
 
   /**
    * Pushes image `name` to `ref` (`host[:port]/name:tag`): layers the registry has or can
-   * mount are not sent, the others are exported (gzip) as they upload. See src/registry/push.ts.
+   * mount are not sent, those an earlier push kept gzipped (in `blobs/` of the store's
+   * directory) go as they are, the others are exported (gzip) as they upload and kept
+   * (unless `keepBlobs: false`). See src/registry/push.ts.
    *
    * @example
    * ```ts ignore
@@ -160,7 +167,7 @@ export class ImageStore extends LayerStore {
    */
   async push(name: string, ref: string, options?: PushOptions): Promise<PushResult> {
     this.records(IMAGE_RECORD);
-    return await push(this.#host(), this.#catalog(), name, ref, options);
+    return await push(this.#host(), this.#catalog(), name, ref, options, this.#keptBlobs());
   }
 
   /** The images in the store, by name. */
@@ -196,9 +203,10 @@ export class ImageStore extends LayerStore {
     return await createImage(this.#host(), this.#catalog(), name, layers, options);
   }
 
-  /** Forgets image `name` (its layers stay until removed). ENOENT if there is none. */
+  /** Forgets image `name` (its layers stay until removed) and the blobs pushes kept for it alone. ENOENT if there is none. */
   async removeImage(name: string): Promise<void> {
     if (!await this.setRecord(IMAGE_RECORD + name, undefined)) throw storeError("ENOENT", "rmi", name, "no such image");
+    await this.#keptBlobs().sweep(await this.#catalog().listImages());
   }
 
   /**
@@ -238,6 +246,10 @@ export class ImageStore extends LayerStore {
       if (hasCode(e, "ENOENT")) throw storeError("ENOENT", syscall, key, "no such layer");
       throw e;
     }
+  }
+
+  #keptBlobs(): KeptBlobs {
+    return this.#kept ??= new KeptBlobs(this.pool.dir);
   }
 
   /** The store as the interchange code sees it, with the store's own changes and transactions. */

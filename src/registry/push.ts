@@ -2,8 +2,9 @@
  * `push`: an image of the store to a registry. Each layer goes the cheapest way there is
  * (bounded parallel): skipped when the repository has a blob known to hold it (`HEAD`),
  * mounted when another repository of the registry holds one (recorded by pulls and
- * pushes), else made from the store as it is sent: the layer's changeset, gzipped
- * (level 6, as `exportImage` writes it) and uploaded in chunks. Then the config (its
+ * pushes), sent as it is when an earlier push kept its gzipped blob (keptblobs.ts), else
+ * made from the store as it is sent: the layer's changeset, gzipped (level 6, as
+ * `exportImage` writes it), uploaded in chunks and kept. Then the config (its
  * DiffIDs those of the blobs pushed) and the manifest. The image's record learns which
  * blobs hold its layers and that the repository has them.
  *
@@ -19,6 +20,7 @@ import { type ImageManifest, MediaType } from "../interchange/spec.ts";
 import { tap } from "../interchange/tap.ts";
 import { type ClientOptions, RegistryClient } from "./client.ts";
 import { errorDetails } from "./errors.ts";
+import { KeptBlobDamaged, type KeptBlobs, type KeptBlobWriter } from "./keptblobs.ts";
 import { heldBy, knownBlobs } from "./known.ts";
 import { DockerType } from "./manifest.ts";
 import type { TransferEvent } from "./progress.ts";
@@ -36,6 +38,12 @@ export interface PushOptions extends ClientOptions {
   gzip?: boolean;
   /** The gzip level, 1 (fastest) to 9 (smallest); default 6, as `exportImage` writes them (the same digests). */
   gzipLevel?: number;
+  /**
+   * Keep the gzipped blobs this push makes in the store (default true), so that the next
+   * push of these layers sends them as they are instead of gzipping again. They take the
+   * compressed size of the layers on disk, and go with the last image naming them.
+   */
+  keepBlobs?: boolean;
   /** Layers moving at once (default 3). */
   concurrency?: number;
   /** Bytes per upload chunk (default 8 MiB); a layer no larger goes in one request. */
@@ -54,8 +62,11 @@ export interface PushedLayer {
   diffId: string;
   /** Its media type in the manifest. */
   mediaType: string;
-  /** `exists`: the repository had it; `mounted`: linked from another repository; `uploaded`. */
-  how: "exists" | "mounted" | "uploaded";
+  /**
+   * `exists`: the repository had it; `mounted`: linked from another repository; `kept`:
+   * sent as an earlier push kept it; `uploaded`: made from the layer and sent.
+   */
+  how: "exists" | "mounted" | "kept" | "uploaded";
   /** The repository it was mounted from. */
   from?: string;
 }
@@ -110,6 +121,11 @@ function layerBlob(host: LayerHost, layer: string, level: number | undefined, di
   return gzip(tap(changeset(host.source(layer)), (c) => diff.update(c)), { level });
 }
 
+/** `blob`, written to `writer` as it passes (when there is one). */
+function keepAs(blob: AsyncIterable<Uint8Array>, writer: KeptBlobWriter | undefined): AsyncIterable<Uint8Array> {
+  return writer ? tap(blob, (c) => writer.write(c)) : blob;
+}
+
 /**
  * Pushes image `name` of the store to `reference` (which must name a tag).
  *
@@ -119,7 +135,9 @@ function layerBlob(host: LayerHost, layer: string, level: number | undefined, di
  * console.log(r.manifestDigest);
  * ```
  */
-export async function push(host: LayerHost, catalog: ImageCatalog, name: string, reference: string, options: PushOptions = {}): Promise<PushResult> {
+export async function push(
+  host: LayerHost, catalog: ImageCatalog, name: string, reference: string, options: PushOptions = {}, kept?: KeptBlobs,
+): Promise<PushResult> {
   const record = await catalog.getImage(name);
   if (!record) throw storeError("ENOENT", "push", name, "no such image; see images() for the ones there are");
   const gzip = options.gzip ?? true;
@@ -167,19 +185,43 @@ export async function push(host: LayerHost, catalog: ImageCatalog, name: string,
         else if (r.session) await cancelUpload(client, target, r.session);
       }
     }
-    let diff = new Hasher();
     let sent = 0;
-    const blob = await uploadBlob(client, { ...target, what: `${what} layer ${i}` }, () => {
-      diff = new Hasher();
-      sent = 0;
-      return layerBlob(host, layer, gzip ? level : undefined, diff);
-    }, {
-      chunkSize, session,
-      onBytes: (n) => report("layer", i, "uploading", sent += n, 0),
+    const progress = {
+      onBytes: (n: number) => report("layer", i, "uploading", sent += n, 0),
       onRestart: () => report("layer", i, "retrying", sent = 0, 0),
-    });
-    report("layer", i, "done", blob.size, blob.size, blob.digest);
-    return { ...blob, diffId: gzip ? diff.digest() : blob.digest, mediaType: gzip ? MediaType.ociLayerGzip : MediaType.ociLayer, how: "uploaded" };
+    };
+    for (const b of known) {
+      if (!kept || !GZIP_TYPES.has(b.mediaType) || !await kept.has(b.digest, b.size)) continue;
+      try {
+        const blob = await uploadBlob(client, { ...target, what: `${what} layer ${i}` }, () => {
+          sent = 0;
+          return kept.read(b.digest, b.size);
+        }, { chunkSize, session, ...progress });
+        // read() checked every byte against the digest before the upload could finish.
+        if (blob.digest !== b.digest) throw new Error(`kept blob ${b.digest} was sent as ${blob.digest}`);
+        report("layer", i, "done", blob.size, blob.size, blob.digest);
+        return { ...pick(b), how: "kept" };
+      } catch (e) {
+        if (!(e instanceof KeptBlobDamaged)) throw e;
+        // Deleted: the layer is made again below (the same bytes), in a fresh upload.
+        session = undefined;
+      }
+    }
+    let diff = new Hasher();
+    const keeping = gzip && kept && (options.keepBlobs ?? true) ? kept.writer() : undefined;
+    try {
+      const blob = await uploadBlob(client, { ...target, what: `${what} layer ${i}` }, () => {
+        diff = new Hasher();
+        sent = 0;
+        keeping?.reset();
+        return keepAs(layerBlob(host, layer, gzip ? level : undefined, diff), keeping);
+      }, { chunkSize, session, ...progress });
+      await keeping?.keep(blob.digest);
+      report("layer", i, "done", blob.size, blob.size, blob.digest);
+      return { ...blob, diffId: gzip ? diff.digest() : blob.digest, mediaType: gzip ? MediaType.ociLayerGzip : MediaType.ociLayer, how: "uploaded" };
+    } finally {
+      keeping?.abort();
+    }
   };
   const pushed = await eachLimited(record.layers, Math.max(1, options.concurrency ?? 3), pushLayer);
 

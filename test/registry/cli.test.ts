@@ -34,16 +34,16 @@ describe("thinstack pull and push", { skip: needRegistry }, () => {
     for (const root of [a, b]) await ts(["init", "--data-size", "256M", "--base-size", "64M"], { root });
     await ts(["import", DEMO, "--name", "demo"], { root: a });
     const pushed = await ts(["push", "demo", `${reg.host}/demo/webapp:1.0`, "--plain-http"], { root: a });
-    assert.match(pushed.stdout, /^127\.0\.0\.1:\d+\/demo\/webapp:1\.0: digest sha256:[0-9a-f]{64} size \d+ \(3 layers: 3 uploaded, 0 mounted, 0 already there\)\n$/);
+    assert.match(pushed.stdout, /^127\.0\.0\.1:\d+\/demo\/webapp:1\.0: digest sha256:[0-9a-f]{64} size \d+ \(3 layers: 3 uploaded, 0 sent as kept, 0 mounted, 0 already there\)\n$/);
     const digest = /digest (sha256:[0-9a-f]{64})/.exec(pushed.stdout)![1];
     const pulled = await ts(["pull", `${reg.host}/demo/webapp:1.0`, "--plain-http", "--name", "web", "--platform", "linux/amd64"], { root: b });
     assert.match(pulled.stdout, new RegExp(`^web: 3 layers \\(3 downloaded, 0 already in the store\\), linux/amd64, digest ${digest}, top sha256:[0-9a-f]{64}\\n$`));
     const images = JSON.parse((await ts(["images", "--json"], { root: b })).stdout) as { name: string; repository: string; tag: string; manifestDigest: string }[];
     assert.deepEqual(images.map((i) => [i.name, i.repository, i.tag, i.manifestDigest]), [["web", `${reg.host}/demo/webapp`, "1.0", digest]]);
     const again = await ts(["push", "web", `${reg.host}/demo/webapp:1.0`, "--plain-http"], { root: b });
-    assert.match(again.stdout, new RegExp(`digest ${digest} .*0 uploaded, 0 mounted, 3 already there`));
+    assert.match(again.stdout, new RegExp(`digest ${digest} .*0 uploaded, 0 sent as kept, 0 mounted, 3 already there`));
     const other = await ts(["push", "web", `${reg.host}/elsewhere/webapp:2`, "--plain-http"], { root: b });
-    assert.match(other.stdout, new RegExp(`digest ${digest} .*0 uploaded, 3 mounted, 0 already there`));
+    assert.match(other.stdout, new RegExp(`digest ${digest} .*0 uploaded, 0 sent as kept, 3 mounted, 0 already there`));
   });
 
   test("on a terminal, a progress bar per layer", { skip: hasScript ? false : "util-linux script(1) is not installed (it gives the CLI a terminal)" }, async () => {

@@ -4,9 +4,12 @@
  * the tree the store checks out, and through a pull; a second push sends no layer; a
  * layer another repository holds is mounted, not uploaded (requests counted at a
  * proxy); a pulled image pushed elsewhere keeps its manifest digest; a registry without
- * chunked uploads gets POST + PUT; a multi-arch index pulls the platform asked for.
+ * chunked uploads gets POST + PUT; a multi-arch index pulls the platform asked for; a
+ * push keeps the gzipped blobs it made, the next push to another registry sends them as
+ * they are (a damaged one is made again), and they go with the last image naming them.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import fsp from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import { ImageStore } from "../../src/images/mod.ts";
@@ -103,7 +106,8 @@ describe("push to docker-registry", { skip: needTools }, () => {
     const proxy = await startProxy(reg.host);
     try {
       const base = await store.push("base:1", `${proxy.host}/mount/base:1`, opts);
-      assert.equal(base.layers[0].how, "uploaded");
+      // Sent: made, or as the first test's push kept it.
+      assert.ok(["uploaded", "kept"].includes(base.layers[0].how), base.layers[0].how);
       const start = proxy.requests.length;
       const app = await store.push("app:1", `${proxy.host}/mount/app:1`, opts);
       const seen = proxy.requests.slice(start);
@@ -117,7 +121,7 @@ describe("push to docker-registry", { skip: needTools }, () => {
       assert.equal(mounts[0].status, 201);
       // Exactly one upload (the app layer; the config is small): one POST that is not a mount, PATCHes only for it.
       assert.equal(seen.filter((q) => q.method === "POST" && !q.url.includes("mount=")).length, 2, "app layer and config");
-      assert.equal(app.layers[1].how, "uploaded");
+      assert.equal(app.layers[1].how, "kept", "the first test's push kept it");
       const inspect = JSON.parse(run("skopeo", ["inspect", "--tls-verify=false", `docker://${reg.host}/mount/app:1`]));
       assert.deepEqual(inspect.Layers, app.layers.map((l) => l.digest));
     } finally {
@@ -138,9 +142,15 @@ describe("push to docker-registry", { skip: needTools }, () => {
   test("a registry without chunked uploads gets POST + one PUT", async () => {
     const proxy = await startProxy(reg.host, { noPatch: true });
     try {
+      // Nothing kept: both layers are made (twice each: once for the digest, once to send) and kept.
+      await fsp.rm(`${dir}/store/blobs`, { recursive: true, force: true });
       const r = await store.push("app:1", `${proxy.host}/nochunks/app:1`, { ...opts, chunkSize: CHUNK });
       assert.deepEqual(r.layers.map((l) => l.how), ["uploaded", "uploaded"]);
       assert.ok(proxy.injected.noPatch >= 1);
+      for (const l of r.layers) {
+        const bytes = await fsp.readFile(`${dir}/store/blobs/sha256/${l.digest.slice("sha256:".length)}`);
+        assert.equal(`sha256:${createHash("sha256").update(bytes).digest("hex")}`, l.digest);
+      }
       const puts = proxy.requests.filter((q) => q.method === "PUT" && q.url.includes("digest=") && q.status === 201);
       assert.ok(puts.length >= 3, "two layers and the config, each one PUT");
       const other = await openStore(`${dir}/nochunks`);
@@ -192,6 +202,63 @@ describe("push to docker-registry", { skip: needTools }, () => {
       } finally {
         await other.close();
       }
+    }
+  });
+
+  test("a push keeps the blobs it gzipped; the next push elsewhere sends them as they are, a damaged one is made again", async () => {
+    const regs = [await startRegistry(), await startRegistry(), await startRegistry()];
+    const kept = (digest: string) => `${dir}/store/blobs/sha256/${digest.slice("sha256:".length)}`;
+    const sha = async (file: string) => `sha256:${createHash("sha256").update(await fsp.readFile(file)).digest("hex")}`;
+    try {
+      await store.push("base:1", `${regs[0].host}/k/base:1`, opts);
+      const first = await store.push("app:1", `${regs[0].host}/k/app:1`, opts);
+      // Whatever an earlier test kept, every layer's blob is kept now, with its bytes.
+      for (const l of first.layers) assert.equal(await sha(kept(l.digest)), l.digest);
+      const second = await store.push("app:1", `${regs[1].host}/k/app:1`, opts);
+      assert.deepEqual(second.layers.map((l) => l.how), ["kept", "kept"]);
+      assert.equal(second.manifestDigest, first.manifestDigest);
+      const inspect = JSON.parse(run("skopeo", ["inspect", "--tls-verify=false", `docker://${regs[1].host}/k/app:1`]));
+      assert.deepEqual(inspect.Layers, first.layers.map((l) => l.digest));
+      skopeo(`docker://${regs[1].host}/k/app:1`, `oci:${dir}/oci-kept:x`); // skopeo checks every blob's digest
+
+      // One byte of the top layer's kept blob flipped: that layer is made again (the same bytes), the other sent as kept.
+      const top = kept(first.layers[1].digest);
+      const bytes = await fsp.readFile(top);
+      bytes[bytes.length >> 1] ^= 0xff;
+      await fsp.writeFile(top, bytes);
+      const third = await store.push("app:1", `${regs[2].host}/k/app:1`, opts);
+      assert.deepEqual(third.layers.map((l) => l.how), ["kept", "uploaded"]);
+      assert.equal(third.manifestDigest, first.manifestDigest);
+      assert.equal(await sha(top), first.layers[1].digest);
+      skopeo(`docker://${regs[2].host}/k/app:1`, `oci:${dir}/oci-kept:y`);
+
+      // keepBlobs: false keeps nothing new.
+      await appLayer(store, "solo", "base", 9);
+      await store.createImage("solo:1", "solo", { config: config() });
+      const solo = await store.push("solo:1", `${regs[0].host}/k/solo:1`, { ...opts, keepBlobs: false });
+      assert.equal(solo.layers[1].how, "uploaded");
+      await assert.rejects(fsp.stat(kept(solo.layers[1].digest)), { code: "ENOENT" });
+
+      // What a crash left half-written, and blobs no image names, go at the next open.
+      await fsp.mkdir(`${dir}/store/blobs/tmp`, { recursive: true });
+      await fsp.writeFile(`${dir}/store/blobs/tmp/0123456789abcdef`, "torn");
+      await fsp.writeFile(kept(`sha256:${"0".repeat(64)}`), "nobody's");
+      await store.close();
+      store = await openStore(`${dir}/store`);
+      assert.deepEqual(await fsp.readdir(`${dir}/store/blobs/tmp`).catch(() => []), []);
+      await assert.rejects(fsp.stat(kept(`sha256:${"0".repeat(64)}`)), { code: "ENOENT" });
+      await fsp.stat(kept(first.layers[1].digest));
+
+      // Removing an image drops the blob of the layer only it names; the base layer's stays with base:1.
+      await appLayer(store, "solo2", "base", 10);
+      await store.createImage("solo2:1", "solo2", { config: config() });
+      const solo2 = await store.push("solo2:1", `${regs[0].host}/k/solo2:1`, opts);
+      assert.equal(await sha(kept(solo2.layers[1].digest)), solo2.layers[1].digest);
+      await store.removeImage("solo2:1");
+      await assert.rejects(fsp.stat(kept(solo2.layers[1].digest)), { code: "ENOENT" });
+      assert.equal(await sha(kept(solo2.layers[0].digest)), solo2.layers[0].digest);
+    } finally {
+      for (const r of regs) await r.stop();
     }
   });
 

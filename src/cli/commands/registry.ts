@@ -50,13 +50,14 @@ export function registryCommands(cmd: Command): void {
     .argument("<ref>", "host[:port]/name:tag")
     .option("--plain-http", "talk plain HTTP to the registry (a registry on loopback)")
     .option("--creds <user:pass>", "credentials (default: those ~/.docker/config.json holds for the registry)")
-    .action((name: string, ref: string, o: RegistryFlags, c: Command) =>
+    .option("--no-keep-blobs", "do not keep the gzipped layers this push makes (kept, the next push sends them without gzipping again)")
+    .action((name: string, ref: string, o: RegistryFlags & { keepBlobs: boolean }, c: Command) =>
       withStore(c, async (store) => {
         const bars = transferBars("push");
-        const r = await store.push(name, ref, { plainHttp: o.plainHttp, creds: o.creds, onProgress: (e) => bars.update(e) })
+        const r = await store.push(name, ref, { plainHttp: o.plainHttp, creds: o.creds, keepBlobs: o.keepBlobs, onProgress: (e) => bars.update(e) })
           .finally(() => bars.stop());
         const how = (h: string) => r.layers.filter((l) => l.how === h).length;
         out(`${ref}: digest ${r.manifestDigest} size ${r.size} (${count(r.layers.length, "layer")}: ${how("uploaded")} uploaded, ` +
-          `${how("mounted")} mounted, ${how("exists")} already there)\n`);
+          `${how("kept")} sent as kept, ${how("mounted")} mounted, ${how("exists")} already there)\n`);
       }));
 }

@@ -1,0 +1,166 @@
+/**
+ * Blobs kept at rest: the gzipped layers a push made, in the store's directory
+ * (`blobs/sha256/<hex>`), so that the next push of those layers (to another registry, or
+ * to one that lost them) sends them as they are instead of making and gzipping them
+ * again. BuildKit and containerd keep compressed layers in their content stores for the
+ * same reason; skopeo's `oci:` source is blobs at rest too. A layer's gzip costs ~40 MiB/s
+ * of a core, sending a kept blob costs what the network does.
+ *
+ * A kept blob is a cache, never the only copy of anything: it is written without fsync
+ * and read back through its digest, so one that a crash tore or the disk damaged fails
+ * the check, is deleted, and the layer is made again (the same bytes: gzip.ts is
+ * deterministic). A blob stays while an image record names its digest; removing an image
+ * and opening the store delete the others, and the open deletes what a push left
+ * half-written in `blobs/tmp/`.
+ *
+ * @module
+ */
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import path from "node:path";
+import { Buffer } from "node:buffer";
+import { randomBytes } from "node:crypto";
+import { Hasher, parseDigest } from "../interchange/digest.ts";
+import type { ImageRecord } from "../interchange/host.ts";
+
+/** Bytes per read of a kept blob (a fresh buffer each: the uploader may keep them). */
+const READ_CHUNK = 1 << 20;
+
+/** A kept blob whose bytes are not the ones its name promises (torn by a crash, damaged, gone). */
+export class KeptBlobDamaged extends Error {}
+
+/**
+ * The kept blobs of one store.
+ *
+ * @example
+ * ```ts ignore
+ * const kept = new KeptBlobs("/var/lib/thinstack");
+ * const w = kept.writer();
+ * w.write(bytes);
+ * await w.keep("sha256:…");
+ * for await (const chunk of kept.read("sha256:…", bytes.length)) send(chunk);
+ * ```
+ */
+export class KeptBlobs {
+  /** `blobs/` of the store's directory. */
+  readonly dir: string;
+
+  constructor(storeDir: string) {
+    this.dir = path.join(storeDir, "blobs");
+  }
+
+  /** Where the blob of `digest` is kept. */
+  path(digest: string): string {
+    const { algorithm, hex } = parseDigest(digest, "kept blob");
+    return path.join(this.dir, algorithm, hex);
+  }
+
+  /** Whether a blob of `digest` and `size` bytes is kept (by its size; its bytes are checked as it is read). */
+  async has(digest: string, size: number): Promise<boolean> {
+    const st = await fsp.stat(this.path(digest)).catch(() => undefined);
+    return st?.isFile() === true && st.size === size;
+  }
+
+  /**
+   * The kept blob's bytes; the end throws {@linkcode KeptBlobDamaged} (after deleting the
+   * file) when they are not `size` bytes of digest `digest`, so an upload fed from here
+   * never finishes with other bytes than the manifest names.
+   */
+  async *read(digest: string, size: number): AsyncGenerator<Uint8Array> {
+    const file = this.path(digest);
+    const h = new Hasher(parseDigest(digest).algorithm);
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(file, "r");
+    } catch (e) {
+      throw new KeptBlobDamaged(`kept blob '${file}' cannot be opened: ${(e as Error).message}`);
+    }
+    try {
+      for (;;) {
+        const buf = Buffer.allocUnsafe(READ_CHUNK);
+        const { bytesRead } = await fh.read(buf, 0, READ_CHUNK, null);
+        if (bytesRead === 0) break;
+        const chunk = buf.subarray(0, bytesRead);
+        h.update(chunk);
+        if (h.bytes > size) break;
+        yield chunk;
+      }
+    } finally {
+      await fh.close();
+    }
+    if (h.bytes !== size || h.digest() !== digest) {
+      await fsp.rm(file, { force: true });
+      throw new KeptBlobDamaged(`kept blob '${file}' is not the ${size} bytes of ${digest}; it was deleted`);
+    }
+  }
+
+  /** A blob being written, to keep under its digest once it is known. */
+  writer(): KeptBlobWriter {
+    return new KeptBlobWriter(this);
+  }
+
+  /**
+   * Deletes the kept blobs no image record names, and what writers left behind (a
+   * crash, a push that failed). Never throws: a blob it cannot delete is only space.
+   */
+  async sweep(records: readonly ImageRecord[]): Promise<void> {
+    const named = new Set<string>();
+    for (const r of records) for (const layer of r.blobs ?? []) for (const b of layer) named.add(b.digest);
+    await fsp.rm(path.join(this.dir, "tmp"), { recursive: true, force: true }).catch(() => {});
+    for (const algorithm of await fsp.readdir(this.dir).catch(() => [] as string[])) {
+      if (algorithm === "tmp") continue;
+      for (const hex of await fsp.readdir(path.join(this.dir, algorithm)).catch(() => [] as string[])) {
+        if (!named.has(`${algorithm}:${hex}`)) await fsp.rm(path.join(this.dir, algorithm, hex), { force: true }).catch(() => {});
+      }
+    }
+  }
+}
+
+/**
+ * One blob on its way to being kept: bytes go to a file under `blobs/tmp/` as they are
+ * made (synchronously: a write into the page cache is quicker than a trip through the
+ * thread pool), and {@linkcode keep} names it by its digest.
+ */
+export class KeptBlobWriter {
+  readonly #kept: KeptBlobs;
+  #file: string | undefined;
+  #fd: number | undefined;
+
+  constructor(kept: KeptBlobs) {
+    this.#kept = kept;
+  }
+
+  /** Starts the blob over (the upload restarted and makes it again). */
+  reset(): void {
+    this.abort();
+    const tmp = path.join(this.#kept.dir, "tmp");
+    fs.mkdirSync(tmp, { recursive: true });
+    this.#file = path.join(tmp, randomBytes(8).toString("hex"));
+    this.#fd = fs.openSync(this.#file, "wx");
+  }
+
+  /** Appends `chunk`. */
+  write(chunk: Uint8Array): void {
+    if (this.#fd === undefined) this.reset();
+    for (let at = 0; at < chunk.byteLength;) at += fs.writeSync(this.#fd!, chunk, at);
+  }
+
+  /** Keeps what was written as the blob of `digest` (which the upload computed from the same bytes). */
+  async keep(digest: string): Promise<void> {
+    if (this.#fd === undefined) this.reset();
+    fs.closeSync(this.#fd!);
+    this.#fd = undefined;
+    const to = this.#kept.path(digest);
+    await fsp.mkdir(path.dirname(to), { recursive: true });
+    await fsp.rename(this.#file!, to);
+    this.#file = undefined;
+  }
+
+  /** Drops what was written. */
+  abort(): void {
+    if (this.#fd !== undefined) fs.closeSync(this.#fd);
+    if (this.#file !== undefined) fs.rmSync(this.#file, { force: true });
+    this.#fd = undefined;
+    this.#file = undefined;
+  }
+}
