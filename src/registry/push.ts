@@ -196,9 +196,8 @@ export async function push(
         const blob = await uploadBlob(client, { ...target, what: `${what} layer ${i}` }, () => {
           sent = 0;
           return kept.read(b.digest, b.size);
-        }, { chunkSize, session, ...progress });
+        }, { chunkSize, session, known: { digest: b.digest, size: b.size }, ...progress });
         // read() checked every byte against the digest before the upload could finish.
-        if (blob.digest !== b.digest) throw new Error(`kept blob ${b.digest} was sent as ${blob.digest}`);
         report("layer", i, "done", blob.size, blob.size, blob.digest);
         return { ...pick(b), how: "kept" };
       } catch (e) {
