@@ -151,7 +151,7 @@ export class ImageStore extends LayerStore {
    */
   async pull(ref: string, options?: PullOptions): Promise<PullResult> {
     this.records(IMAGE_RECORD);
-    return await pull(this.#host(), this.#catalog(), ref, options);
+    return await pull(this.#host(), this.#catalog(), ref, options, this.#keptBlobs());
   }
 
   /**

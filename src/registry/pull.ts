@@ -18,6 +18,7 @@ import { type ImageConfig, MediaType, type Platform } from "../interchange/spec.
 import { RegistryFiles } from "./blobfiles.ts";
 import { type ClientOptions, RegistryClient } from "./client.ts";
 import { BlobDownload } from "./download.ts";
+import { KeepingFiles, type KeptBlobs } from "./keptblobs.ts";
 import { manifestBlobs } from "./known.ts";
 import { resolveImage } from "./manifest.ts";
 import { formatPlatform, hostPlatform, platformMatches } from "./platform.ts";
@@ -34,6 +35,12 @@ export interface PullOptions extends ClientOptions {
   concurrency?: number;
   /** Bytes a layer fetched ahead may buffer in memory (default 16 MiB). */
   prefetchBytes?: number;
+  /**
+   * Keep the layer blobs as the registry sent them (default false), so that a push of
+   * the image sends those bytes and keeps its manifest digest where it cannot mount them
+   * (another registry). They take the compressed size of the layers on disk.
+   */
+  keepBlobs?: boolean;
   /** Progress, per layer. */
   onProgress?: (event: TransferEvent) => void;
 }
@@ -93,7 +100,9 @@ async function fetchSmallBlob(client: RegistryClient, ref: Reference, digest: st
  * await host.prepare("ctr-1", layers.at(-1));
  * ```
  */
-export async function pull(host: LayerHost, catalog: ImageCatalog, reference: string, options: PullOptions = {}): Promise<PullResult> {
+export async function pull(
+  host: LayerHost, catalog: ImageCatalog, reference: string, options: PullOptions = {}, kept?: KeptBlobs,
+): Promise<PullResult> {
   const ref = parseReference(reference);
   const what = formatReference(ref);
   const repository = repositoryOf(ref);
@@ -137,6 +146,7 @@ export async function pull(host: LayerHost, catalog: ImageCatalog, reference: st
     },
   );
   m.layers.forEach((d, i) => report(i, have[i] ? "exists" : "waiting", have[i] ? d.size : 0, d.size));
+  const keeping = options.keepBlobs && kept ? new KeepingFiles(files, kept, new Map(layers.map((l) => [l.path, l.digest]))) : undefined;
   const image: ImageSource = {
     format: resolved.mediaType === MediaType.dockerManifest ? "docker" : "oci",
     name: what,
@@ -145,7 +155,7 @@ export async function pull(host: LayerHost, catalog: ImageCatalog, reference: st
     configDigest: m.config.digest,
     manifestDigest: resolved.digest,
     layers,
-    files,
+    files: keeping ?? files,
   };
   const manifestJson = asText(resolved.bytes);
   const configJson = asText(configBytes);
@@ -161,7 +171,10 @@ export async function pull(host: LayerHost, catalog: ImageCatalog, reference: st
         ...(configJson ? { configJson } : {}),
       },
     });
+    // The import checked every blob's digest: keep what came.
+    await keeping?.keep();
   } catch (e) {
+    keeping?.abort();
     throw await explain(e, files, layers);
   }
   const downloaded = have.filter((h) => !h).length;

@@ -191,7 +191,7 @@ export async function push(
       onRestart: () => report("layer", i, "retrying", sent = 0, 0),
     };
     for (const b of known) {
-      if (!kept || !GZIP_TYPES.has(b.mediaType) || !await kept.has(b.digest, b.size)) continue;
+      if (!kept || !await kept.has(b.digest, b.size)) continue;
       try {
         const blob = await uploadBlob(client, { ...target, what: `${what} layer ${i}` }, () => {
           sent = 0;

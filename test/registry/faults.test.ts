@@ -183,11 +183,14 @@ describe("faults between thinstack and the registry", { skip: needRegistry }, ()
       const path = `${dir}/corrupt-${n++}`;
       const store = await ImageStore.open(path, { create: true, dataSize: 2 ** 30, baseSize: 2 ** 28 });
       try {
-        await assert.rejects(store.pull(`${proxy.host}/${repo}`, opts), (e: Error) => {
+        await assert.rejects(store.pull(`${proxy.host}/${repo}`, { ...opts, keepBlobs: true }), (e: Error) => {
           assert.match(e.message, /^EINVAL: .*digest mismatch: expected sha256:[0-9a-f]{64}, got sha256:[0-9a-f]{64}/);
           return true;
         });
         assert.ok(proxy.injected.corrupt >= 1);
+        // Nor a kept blob: the ones streamed whole went with the failure.
+        const kept = await fsp.readdir(`${path}/blobs`, { recursive: true }).catch(() => [] as string[]);
+        assert.deepEqual(kept.filter((f) => /[0-9a-f]{16}$/.test(f)), []);
         await assertEmpty(path, store);
       } finally {
         await store.close().catch(() => {});

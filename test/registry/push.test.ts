@@ -6,7 +6,9 @@
  * proxy); a pulled image pushed elsewhere keeps its manifest digest; a registry without
  * chunked uploads gets POST + PUT; a multi-arch index pulls the platform asked for; a
  * push keeps the gzipped blobs it made, the next push to another registry sends them as
- * they are (a damaged one is made again), and they go with the last image naming them.
+ * they are (a damaged one is made again), and they go with the last image naming them; a
+ * pull with keepBlobs lets a push elsewhere keep the manifest digest; a store that cannot
+ * keep blobs still pushes.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -259,6 +261,48 @@ describe("push to docker-registry", { skip: needTools }, () => {
       assert.equal(await sha(kept(solo2.layers[0].digest)), solo2.layers[0].digest);
     } finally {
       for (const r of regs) await r.stop();
+    }
+  });
+
+  test("a pull that keeps its blobs pushes to another registry with the registry's own bytes and manifest digest", { skip: needImages }, async () => {
+    const src = await startRegistry();
+    const dst = await startRegistry();
+    const mirror = await openStore(`${dir}/mirror`);
+    try {
+      skopeo(`oci:${image("busybox-1.38.0-musl-amd64")}:busybox:1.38.0-musl`, `docker://${src.host}/lib/busybox:1.38`);
+      const pulled = await mirror.pull(`${src.host}/lib/busybox:1.38`, { ...opts, keepBlobs: true });
+      const r = await mirror.push(`${src.host}/lib/busybox:1.38`, `${dst.host}/lib/busybox:1.38`, opts);
+      assert.deepEqual(r.layers.map((l) => l.how), ["kept"]);
+      assert.equal(r.manifestDigest, pulled.manifestDigest);
+      skopeo(`docker://${dst.host}/lib/busybox:1.38`, `oci:${dir}/oci-mirror:x`);
+      // Without keepBlobs the layer is made and gzipped here: other bytes than busybox's own, another manifest digest.
+      const plain = await openStore(`${dir}/mirror-plain`);
+      try {
+        await plain.pull(`${src.host}/lib/busybox:1.38`, opts);
+        const again = await plain.push(`${src.host}/lib/busybox:1.38`, `${dst.host}/lib/busybox2:1.38`, opts);
+        assert.deepEqual(again.layers.map((l) => l.how), ["uploaded"]);
+        assert.notEqual(again.manifestDigest, pulled.manifestDigest);
+      } finally {
+        await plain.close();
+      }
+    } finally {
+      await mirror.close();
+      await src.stop();
+      await dst.stop();
+    }
+  });
+
+  test("a store that cannot keep blobs still pushes", async () => {
+    await fsp.rm(`${dir}/store/blobs`, { recursive: true, force: true });
+    await fsp.writeFile(`${dir}/store/blobs`, "not a directory");
+    const fresh = await startRegistry();
+    try {
+      const r = await store.push("app:1", `${fresh.host}/nokeep/app:1`, opts);
+      assert.deepEqual(r.layers.map((l) => l.how), ["uploaded", "uploaded"]);
+      skopeo(`docker://${fresh.host}/nokeep/app:1`, `oci:${dir}/oci-nokeep:x`);
+    } finally {
+      await fsp.rm(`${dir}/store/blobs`, { force: true });
+      await fresh.stop();
     }
   });
 

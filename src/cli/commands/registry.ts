@@ -35,10 +35,13 @@ export function registryCommands(cmd: Command): void {
     .option("--name <name>", "name of the image in the store (default: the reference)")
     .option("--plain-http", "talk plain HTTP to the registry (a registry on loopback)")
     .option("--creds <user:pass>", "credentials (default: those ~/.docker/config.json holds for the registry)")
-    .action((ref: string, o: RegistryFlags & { platform?: Platform; name?: string }, c: Command) =>
+    .option("--keep-blobs", "keep the layers as the registry sent them, so a push elsewhere sends those bytes and keeps the digests")
+    .action((ref: string, o: RegistryFlags & { platform?: Platform; name?: string; keepBlobs?: boolean }, c: Command) =>
       withStore(c, async (store) => {
         const bars = transferBars("pull");
-        const r = await store.pull(ref, { platform: o.platform, name: o.name, plainHttp: o.plainHttp, creds: o.creds, onProgress: (e) => bars.update(e) })
+        const r = await store.pull(ref, {
+          platform: o.platform, name: o.name, plainHttp: o.plainHttp, creds: o.creds, keepBlobs: o.keepBlobs, onProgress: (e) => bars.update(e),
+        })
           .finally(() => bars.stop());
         out(`${r.name}: ${count(r.layers.length, "layer")} (${r.downloaded} downloaded, ${r.skipped} already in the store), ` +
           `${r.platform.os}/${r.platform.architecture}${r.platform.variant ? `/${r.platform.variant}` : ""}, digest ${r.manifestDigest}, top ${r.layers.at(-1) ?? "(none)"}\n`);
