@@ -9,6 +9,7 @@ import path from "node:path";
 import { ImageStore } from "../images/mod.ts";
 import { Daemon } from "../daemon/daemon.ts";
 import type { LayerMounter } from "../daemon/mounter.ts";
+import { UnpackStaging } from "../daemon/staging.ts";
 import { FuseMounter, fuseUnsupported } from "../mount/mod.ts";
 import { hasStore, note, openStore, withStoreLock } from "./context.ts";
 import { infoFields } from "./info.ts";
@@ -21,6 +22,8 @@ export type MounterFactory = (store: ImageStore, root: string) => Promise<LayerM
  * Docker's devicemapper kept /var/lib/docker/devicemapper/mnt).
  */
 export const MOUNT_DIR = "mnt";
+/** Where the daemon stages image layers containerd unpacks, under the store's directory. */
+export const STAGING_DIR = "staging";
 
 /**
  * The CLI's mounter: the FUSE mount (src/mount's FuseMounter, one connection for every
@@ -42,6 +45,11 @@ export function fuseMounter(mountRoot?: string): MounterFactory {
 export interface ServeOptions {
   /** The layer mounter. None: Prepare, View and Mounts answer Unimplemented to containerd. */
   mounter?: MounterFactory;
+  /**
+   * Have containerd's unpacker write image layers through the FUSE mount, as containers
+   * do, instead of into a staging directory applied at Commit (see daemon/staging.ts).
+   */
+  unpackThroughMount?: boolean;
   /** Called once the socket listens and the CLI's record is written. */
   onReady?: (daemon: Daemon) => void;
 }
@@ -67,7 +75,10 @@ export async function runServe(root: string, address: string, options: ServeOpti
       await store.close().catch(() => {});
       throw e;
     }
-    const daemon = await Daemon.start({ store, root, address: path.resolve(address), mounter, info: () => infoFields(store.pool, root, store.baseSize) });
+    const staging = mounter && !options.unpackThroughMount
+      ? new UnpackStaging(path.join(root, STAGING_DIR), (key, tar) => store.apply(key, tar, { whiteouts: "overlay" }))
+      : undefined;
+    const daemon = await Daemon.start({ store, root, address: path.resolve(address), mounter, staging, info: () => infoFields(store.pool, root, store.baseSize) });
     const signalled = new Promise<string>((resolve) => {
       for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => resolve(signal));
     });

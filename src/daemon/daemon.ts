@@ -15,6 +15,7 @@ import type { LayerMounter, MountTarget } from "./mounter.ts";
 import { removeRecord, writeRecord } from "./record.ts";
 import { SocketServer } from "./server.ts";
 import { SnapshotService } from "./service.ts";
+import type { UnpackStaging } from "./staging.ts";
 
 /** What {@linkcode Daemon.start} takes. */
 export interface DaemonOptions {
@@ -26,6 +27,8 @@ export interface DaemonOptions {
   address: string;
   /** Serves layers as directories; none: layers cannot be mounted. */
   mounter?: LayerMounter;
+  /** Where extraction snapshots are unpacked (see staging.ts); none: through the mounter. */
+  staging?: UnpackStaging;
   /** The `thinstack info` lines. */
   info: () => [string, string][];
   /** How long calls in flight may take to finish once a stop begins (ms). Default 30 s. */
@@ -50,15 +53,17 @@ export class Daemon {
 
   /** Restores the mounts, listens and writes the record. The store is closed if this fails. */
   static async start(options: DaemonOptions): Promise<Daemon> {
-    const { store, mounter } = options;
+    const { store, mounter, staging } = options;
     let server: SocketServer | undefined;
     try {
       if (mounter) {
         const layers: MountTarget[] = [];
         for (const l of await store.list()) if (l.kind !== "committed") layers.push({ key: l.name, kind: l.kind });
         await mounter.restore(layers);
+        // Staging of layers still active stays (containerd may yet commit them); the rest goes.
+        await staging?.restore(layers.filter((l) => l.kind === "active").map((l) => l.key));
       }
-      server = await SocketServer.listen(options.address, new SnapshotService({ store, mounter, info: options.info }));
+      server = await SocketServer.listen(options.address, new SnapshotService({ store, mounter, staging, info: options.info }));
       await writeRecord(options.root, server.address);
       return new Daemon(options, server);
     } catch (e) {

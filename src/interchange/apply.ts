@@ -20,6 +20,7 @@ import type { ByteTaps } from "./compression.ts";
 import { makedev } from "./devices.ts";
 import type { EntryAttrs, EntryStat, TarEntry } from "./entry.ts";
 import { childPath, cleanComponents, parseWhiteout, toPath, type Whiteout } from "./names.ts";
+import { overlayToOci } from "./overlay.ts";
 import { resolveInRoot } from "./resolve.ts";
 import { type ByteSource, describeSource } from "./source.ts";
 import type { LayerTarget, NewEntry } from "./target.ts";
@@ -31,6 +32,12 @@ export interface ApplyOptions {
   taps?: ByteTaps;
   /** How errors name the archive. */
   name?: string;
+  /**
+   * How the archive marks deletions: `oci` (`.wh.` files, the default), or `overlay`, a
+   * tar of an overlayfs upper directory (0/0 character devices, `trusted.overlay.opaque`;
+   * see overlay.ts).
+   */
+  whiteouts?: "oci" | "overlay";
 }
 
 /** What an apply did. */
@@ -223,7 +230,8 @@ function attrsOf(e: TarEntry): EntryAttrs {
 export async function applyTar(target: LayerTarget, source: ByteSource, options: ApplyOptions = {}): Promise<ApplyResult> {
   const what = options.name ?? describeSource(source);
   const applier = new Applier(target, what);
-  for await (const entry of readTar(source, { taps: options.taps, name: what })) await applier.entry(entry);
+  const entries = readTar(source, { taps: options.taps, name: what });
+  for await (const entry of options.whiteouts === "overlay" ? overlayToOci(entries) : entries) await applier.entry(entry);
   await applier.finish();
   return applier.result;
 }
