@@ -25,7 +25,7 @@ let h: Harness;
 let store = "";
 let serve: ServeChild | undefined;
 /** The registry's images: busybox, alpine, busybox plus a 64 MiB file, busybox plus 20,000 small files. */
-const images = { busybox: "", alpine: "", big: "", many: "", wh: "" };
+const images = { busybox: "", alpine: "", big: "", many: "", wh: "", wh2: "" };
 let alpineChainId = "";
 
 // In a describe: Deno runs a describe's after() hook, not a module-level one.
@@ -72,6 +72,11 @@ describe("e2e", () => {
     await writeImage(path.join(h.dir, "wh-oci"), "1", [busyboxLayer, await tarLayer(whDir)]);
     await h.push(path.join(h.dir, "wh-oci"), "1", "wh:1");
     images.wh = `${h.registry}/wh:1`;
+    // The same changes with another file's content: a top layer of its own, for the unpack through the mount.
+    await fs.writeFile(path.join(whDir, "usr", "new"), "new in usr, through the mount\n");
+    await writeImage(path.join(h.dir, "wh2-oci"), "1", [busyboxLayer, await tarLayer(whDir)]);
+    await h.push(path.join(h.dir, "wh2-oci"), "1", "wh:2");
+    images.wh2 = `${h.registry}/wh:2`;
   });
 
   after(async () => {
@@ -104,9 +109,9 @@ describe("e2e", () => {
    * containerd answers `snapshots ls` and `info` from its own metadata without asking the
    * plugin, and a failed Prepare leaves nothing (its metadata transaction rolls back).
    */
-  async function startThinstack(options: { mounter?: boolean } = {}): Promise<void> {
+  async function startThinstack(options: { mounter?: boolean; serveArgs?: string[] } = {}): Promise<void> {
     // Without a mounter: serve-child.ts, the CLI's serve less the FUSE mount.
-    serve = await startServe(store, h.thinstackSocket, { cli: options.mounter !== false });
+    serve = await startServe(store, h.thinstackSocket, { cli: options.mounter !== false, serveArgs: options.serveArgs });
     const deadline = Date.now() + 30_000;
     for (;;) {
       const r = await ctr("snapshots", "--snapshotter", "thinstack", "prepare", "reach-probe");
@@ -181,6 +186,20 @@ describe("e2e", () => {
     const layers = JSON.parse(await thinstack("ls", "--json")) as { name: string; kind: string }[];
     assert.ok(layers.some((l) => l.kind === "committed" && new RegExp(`^${h.namespace}/\\d+/${alpineChainId}$`).test(l.name)),
       `the alpine layer is committed under containerd's namespaced key: ${layers.map((l) => l.name).join(", ")}`);
+  });
+
+  test("e2e: serve --unpack-through-mount: the unpacker applies a layer with whiteouts through the layer's FUSE bind mount", { skip: thinstackSkip }, async () => {
+    await stopThinstack();
+    await startThinstack({ serveArgs: ["--unpack-through-mount"] });
+    try {
+      await ctrOk("images", "pull", "--plain-http", "--snapshotter", "thinstack", images.wh2);
+      const wh = await ctr("run", "--snapshotter", "thinstack", "--rm", images.wh2, "ts-wh2", "sh", "-c",
+        "test ! -e /bin/ls && test -e /bin/cat && test ! -e /usr/bin && test ! -e /usr/sbin && cat /usr/new && test -e /etc/passwd");
+      assert.equal(wh.code, 0, wh.stderr);
+      assert.equal(wh.stdout, "new in usr, through the mount\n");
+    } finally {
+      await stopThinstack();
+    }
   });
 
   test("e2e: a container writing 32 KiB into a 64 MiB image file adds one pool block", { skip: thinstackSkip }, async () => {

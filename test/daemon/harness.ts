@@ -166,6 +166,10 @@ export async function startHarness(): Promise<Harness> {
     // containerd's runc shims keep their state here, per namespace, whatever `state` says.
     await fs.rm(path.join("/run/containerd/runc", namespace), { recursive: true, force: true });
     for (const d of ["runc", "s", "fifo", ""]) await fs.rmdir(path.join("/run/containerd", d)).catch(() => {}); // only when empty
+    // runc made a cgroup named after the namespace under every controller; its containers' are gone by now.
+    for (const controller of await fs.readdir("/sys/fs/cgroup").catch(() => [] as string[])) {
+      await fs.rmdir(path.join("/sys/fs/cgroup", controller, namespace)).catch(() => {}); // only when empty
+    }
     await fs.rm(dir, { recursive: true, force: true });
   };
   try {

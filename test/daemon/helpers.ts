@@ -144,9 +144,9 @@ export interface ServeChild {
 }
 
 /** Starts serve on the store in `root` at `socket` and waits until it is ready (its record is written). */
-export async function startServe(root: string, socket: string, options: { scratchMounts?: string; cli?: boolean } = {}): Promise<ServeChild> {
+export async function startServe(root: string, socket: string, options: { scratchMounts?: string; cli?: boolean; serveArgs?: string[] } = {}): Promise<ServeChild> {
   const args = options.cli
-    ? ["--root", root, "serve", "--address", socket]
+    ? ["--root", root, "serve", "--address", socket, ...(options.serveArgs ?? [])]
     : ["--root", root, "--address", socket, ...(options.scratchMounts ? ["--scratch-mounts", options.scratchMounts] : [])];
   const [cmd, argv] = options.cli ? cliCommand(args) : runtimeCommand(path.join(REPO, "test/daemon/serve-child.ts"), args);
   const child = spawn(cmd, argv, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
