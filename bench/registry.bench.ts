@@ -137,9 +137,10 @@ async function main(): Promise<void> {
           async () => {
             const oci = path.join(dir, `skopeo-${r}`);
             const bundle = path.join(dir, `bundle-${r}`);
-            theirs.push(await timed(`skopeo copy + umoci unpack ${r + 1}`, async () => {
+            theirs.push(await timed(`skopeo copy + umoci unpack ${r + 1}`, () => {
               run("skopeo", ["copy", "--quiet", "--src-tls-verify=false", `docker://${reg.host}/bench/big:1`, `oci:${oci}:t`]);
               run("umoci", ["unpack", "--image", `${oci}:t`, bundle]);
+              return Promise.resolve();
             }));
             await fs.rm(oci, { recursive: true, force: true });
             await fs.rm(bundle, { recursive: true, force: true });

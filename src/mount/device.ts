@@ -210,7 +210,7 @@ export class FuseDevice {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#notifier?.stdin!.end();
+    this.#notifier?.stdin?.end();
     this.#notifier = undefined;
     this.#gone();
     if (this.#writing === 0) this.#closeFd();

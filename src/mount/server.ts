@@ -150,6 +150,7 @@ export class LayerServer {
     const session = new Session(store, device, sessionOptions);
     for (const register of [registerConn, registerEntries, registerAttrs, registerFiles, registerDirs]) register(session);
     let first: Serving | undefined;
+    // deno-lint-ignore prefer-const -- assigned once below, but the hold's callback made first refers to it
     let server: LayerServer | undefined;
     try {
       if (single) {

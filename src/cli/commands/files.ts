@@ -111,12 +111,12 @@ async function copyTree(from: Reader, src: string, to: Side, dst: string, bar: P
     for (const name of (await from.readdir(src)).sort()) await copyTree(from, path.posix.join(src, name), to, path.posix.join(dst, name), bar);
     await to.chmod(dst, st.mode & 0o7777);
   } else if (st.isFile()) {
-    async function* counted() {
+    const counted = async function* () {
       for await (const c of from.readChunks(src)) {
         bar.advance(c.byteLength);
         yield c;
       }
-    }
+    };
     await to.writeChunks(dst, st.mode, counted());
     await to.chmod(dst, st.mode & 0o7777);
   } else {

@@ -69,7 +69,7 @@ export function registerEntries(s: Session): void {
     const name = req.cstring();
     const served = s.changing(parent, "link");
     if (old.kind !== "file") throw storeError("EPERM", "link", join(parent.path, name), "directories cannot be hard linked");
-    await sameLayer(s, old, served, "link");
+    await sameLayer(old, served, "link");
     const done = s.shared.watch(served, [old.ino]);
     const found = await served.nodes.link(old.ino, parent.ino, parent.path, name);
     done();
@@ -149,7 +149,7 @@ function negative(timeout: number): Reply {
 }
 
 /** EXDEV unless `served` sees the version of the file that node `old` stands for. */
-async function sameLayer(s: Session, old: FuseNode, served: ServedLayer, syscall: string): Promise<void> {
+async function sameLayer(old: FuseNode, served: ServedLayer, syscall: string): Promise<void> {
   if (!old.shared) {
     if (old.served !== served) throw storeError("EXDEV", syscall, served.key, "the file is in another layer");
     return;
