@@ -28,8 +28,8 @@ export interface UploadOptions {
   session?: URL;
   /**
    * The digest and size of what `produce()` makes, known beforehand: a blob at rest that
-   * `produce()` checks as it reads (keptblobs.ts). The upload then does not hash it again
-   * (SHA-256 of every byte twice cost the main thread a seventh of a kept push).
+   * `produce()` checks as it reads (keptblobs.ts). The upload then does not hash it again:
+   * a second SHA-256 pass over every byte, on the main thread, would check nothing new.
    */
   known?: { digest: string; size: number };
   /** Bytes the registry has taken. */
