@@ -18,7 +18,7 @@ import { storeHost } from "../../src/interchange/storehost.ts";
 import { checkout } from "../../src/interchange/checkout.ts";
 import { LayerStore } from "../../src/layers/mod.ts";
 import { tmpDir } from "../helpers/tmp.ts";
-import { collect, describeView, hostView, image, needImages } from "./helpers.ts";
+import { collect, describeView, hostView, image, needImages, tarOf } from "./helpers.ts";
 import { MemStore, MemTree } from "./memlayers.ts";
 
 async function withLayerStore(fn: (store: LayerStore) => Promise<void>): Promise<void> {
@@ -117,5 +117,32 @@ test("images import into the layer store, check out, export and re-import as wit
     const before = (await store.list()).length;
     await importImage(host, images, image("dive-test-docker-image.tar"), { name: "again" });
     assert.equal((await store.list()).length, before);
+  });
+});
+
+test("file data arriving in pieces of every size (a pipe's 64 KiB, odd cuts, ones past half a MiB) lands whole", async () => {
+  await withLayerStore(async (store) => {
+    // Files at, below and past the 1 MiB the target gathers pieces into, and one past 2 MiB.
+    const sizes = [2 ** 20, 70_000, 2 ** 20 + 1, 3 * 2 ** 20 - 17];
+    const files = sizes.map((n, i) => Uint8Array.from({ length: n }, (_, j) => (j * 31 + i * 7 + (j >> 12)) & 0xff));
+    const tar = await tarOf([{ name: "d/" }, ...files.map((data, i) => ({ name: `d/f${i}`, data }))]);
+    // Cuts, repeating: 64 KiB, 1 byte, 700 KiB (big enough to go alone, here arriving
+    // mid-gather), 4095; then the two headers alone, so that a 600 KiB piece starts a file.
+    for (const [n, cuts] of [[65536, 1, 700 * 1024, 4095], [1024, 600 * 1024]].entries()) {
+      async function* pieces(): AsyncGenerator<Uint8Array> {
+        for (let at = 0, i = 0; at < tar.length; i++) {
+          const len = cuts[i % cuts.length];
+          yield tar.slice(at, at + len);
+          at += len;
+        }
+      }
+      await store.prepare(`k${n}`);
+      await applyTar(fsTarget(store.fs(`k${n}`)), pieces());
+      for (const [i, data] of files.entries()) {
+        const back = new Uint8Array(await store.fs(`k${n}`).readFile(`/d/f${i}`) as Uint8Array);
+        assert.equal(back.length, data.length, `cuts ${n}: f${i} size`);
+        assert.deepEqual(back, data, `cuts ${n}: f${i} bytes`);
+      }
+    }
   });
 });
