@@ -33,6 +33,8 @@ import { overlayMount, type StagingDirs, UnpackStaging } from "./staging.ts";
 
 /** Infos per List message, as containerd's contrib service batches them. */
 const LIST_BATCH = 100;
+/** THINSTACK_TRACE=1: each call's start (ms since the daemon started), method, key and time on stderr. */
+const TRACE = Boolean(process.env.THINSTACK_TRACE);
 
 /** The store calls the service uses. */
 export type SnapshotStore = Pick<
@@ -106,6 +108,15 @@ export class SnapshotService {
 
   #unary(fn: Unary, override?: Record<string, grpc.status>): grpc.handleUnaryCall<Req, unknown> {
     return (call, callback) => {
+      if (TRACE) {
+        const t0 = performance.now();
+        const what = `${call.getPath().replace(/^.*\//, "")} ${String(call.request.key ?? call.request.name ?? "")}`;
+        const reply = callback as (e: unknown, r: unknown) => void;
+        callback = ((e: unknown, r: unknown) => {
+          process.stderr.write(`thinstack serve: at ${t0.toFixed(0)} ${what} ${(performance.now() - t0).toFixed(1)} ms${e ? ` (${(e as Error).message})` : ""}\n`);
+          reply(e, r);
+        }) as typeof callback;
+      }
       fn(call.request, call.metadata).then(
         (response) => callback(null, response),
         (e) => callback(isStatus(e) ? e : toStatus(e, override)),

@@ -135,6 +135,8 @@ export async function startHarness(): Promise<Harness> {
     `  address = ${JSON.stringify(`${containerd}.ttrpc`)}`,
     "[debug]",
     `  address = ${JSON.stringify(path.join(dir, "debug.sock"))}`,
+    // THINSTACK_CTD_DEBUG=1: containerd logs at debug level ("diff applied" with its time, each snapshot call).
+    ...(process.env.THINSTACK_CTD_DEBUG ? [`  level = "debug"`] : []),
     `[plugins."io.containerd.internal.v1.opt"]`,
     `  path = ${JSON.stringify(path.join(dir, "opt"))}`,
     "[proxy_plugins.thinstack]",
