@@ -36,9 +36,11 @@ export interface PullOptions extends ClientOptions {
   /** Bytes a layer fetched ahead may buffer in memory (default 16 MiB). */
   prefetchBytes?: number;
   /**
-   * Keep the layer blobs as the registry sent them (default false), so that a push of
-   * the image sends those bytes and keeps its manifest digest where it cannot mount them
-   * (another registry). They take the compressed size of the layers on disk.
+   * Keep the layer blobs as the registry sent them (default true, as containerd's content
+   * store does), so that a push of the image sends those bytes at rest instead of
+   * gzipping its layers again, and keeps its manifest digest where it cannot mount them
+   * (another registry). They take the compressed size of the layers on disk; `false`
+   * keeps none.
    */
   keepBlobs?: boolean;
   /** Progress, per layer. */
@@ -146,7 +148,7 @@ export async function pull(
     },
   );
   m.layers.forEach((d, i) => report(i, have[i] ? "exists" : "waiting", have[i] ? d.size : 0, d.size));
-  const keeping = options.keepBlobs && kept ? new KeepingFiles(files, kept, new Map(layers.map((l) => [l.path, l.digest]))) : undefined;
+  const keeping = (options.keepBlobs ?? true) && kept ? new KeepingFiles(files, kept, new Map(layers.map((l) => [l.path, l.digest]))) : undefined;
   const image: ImageSource = {
     format: resolved.mediaType === MediaType.dockerManifest ? "docker" : "oci",
     name: what,

@@ -7,8 +7,8 @@
  * chunked uploads gets POST + PUT; a multi-arch index pulls the platform asked for; a
  * push keeps the gzipped blobs it made, the next push to another registry sends them as
  * they are (a damaged one is made again), and they go with the last image naming them; a
- * pull with keepBlobs lets a push elsewhere keep the manifest digest; a store that cannot
- * keep blobs still pushes.
+ * pull keeps its blobs by default, so a push elsewhere keeps the manifest digest (and
+ * without them it does not); a store that cannot keep blobs still pushes.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -264,13 +264,14 @@ describe("push to docker-registry", { skip: needTools }, () => {
     }
   });
 
-  test("a pull that keeps its blobs pushes to another registry with the registry's own bytes and manifest digest", { skip: needImages }, async () => {
+  test("a pull keeps its blobs by default and pushes to another registry with the registry's own bytes and manifest digest", { skip: needImages }, async () => {
     const src = await startRegistry();
     const dst = await startRegistry();
     const mirror = await openStore(`${dir}/mirror`);
     try {
       skopeo(`oci:${image("busybox-1.38.0-musl-amd64")}:busybox:1.38.0-musl`, `docker://${src.host}/lib/busybox:1.38`);
-      const pulled = await mirror.pull(`${src.host}/lib/busybox:1.38`, { ...opts, keepBlobs: true });
+      // Pulls keep their blobs by default.
+      const pulled = await mirror.pull(`${src.host}/lib/busybox:1.38`, opts);
       const r = await mirror.push(`${src.host}/lib/busybox:1.38`, `${dst.host}/lib/busybox:1.38`, opts);
       assert.deepEqual(r.layers.map((l) => l.how), ["kept"]);
       assert.equal(r.manifestDigest, pulled.manifestDigest);
@@ -278,7 +279,7 @@ describe("push to docker-registry", { skip: needTools }, () => {
       // Without keepBlobs the layer is made and gzipped here: other bytes than busybox's own, another manifest digest.
       const plain = await openStore(`${dir}/mirror-plain`);
       try {
-        await plain.pull(`${src.host}/lib/busybox:1.38`, opts);
+        await plain.pull(`${src.host}/lib/busybox:1.38`, { ...opts, keepBlobs: false });
         const again = await plain.push(`${src.host}/lib/busybox:1.38`, `${dst.host}/lib/busybox2:1.38`, opts);
         assert.deepEqual(again.layers.map((l) => l.how), ["uploaded"]);
         assert.notEqual(again.manifestDigest, pulled.manifestDigest);

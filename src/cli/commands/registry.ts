@@ -35,8 +35,8 @@ export function registryCommands(cmd: Command): void {
     .option("--name <name>", "name of the image in the store (default: the reference)")
     .option("--plain-http", "talk plain HTTP to the registry (a registry on loopback)")
     .option("--creds <user:pass>", "credentials (default: those ~/.docker/config.json holds for the registry)")
-    .option("--keep-blobs", "keep the layers as the registry sent them, so a push elsewhere sends those bytes and keeps the digests")
-    .action((ref: string, o: RegistryFlags & { platform?: Platform; name?: string; keepBlobs?: boolean }, c: Command) =>
+    .option("--no-keep-blobs", "do not keep the layers as the registry sent them (kept, a push elsewhere sends those bytes and keeps the digests)")
+    .action((ref: string, o: RegistryFlags & { platform?: Platform; name?: string; keepBlobs: boolean }, c: Command) =>
       withStore(c, async (store) => {
         const bars = transferBars("pull");
         const r = await store.pull(ref, {
