@@ -23,6 +23,7 @@ import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { ALPINE_ROOTFS, BUSYBOX, type Harness, harnessMissing, startHarness, tarLayer, writeImage } from "../test/daemon/harness.ts";
+import { spreadSubdirs } from "../src/daemon/staging.ts";
 import { collect, REPO } from "../test/daemon/helpers.ts";
 import { runtimeCommand } from "../test/helpers/runtime.ts";
 import { emit, finish, median, MiB, note, progress, quick } from "./lib.ts";
@@ -74,12 +75,6 @@ async function startServe(store: string, socket: string, cgroup: string | undefi
       await exited;
     },
   };
-}
-
-/** `chattr +T dir` (ext4 spreads its subdirectories over block groups); a note if it cannot. */
-async function setTopdir(dir: string): Promise<void> {
-  const r = await collect(spawn("chattr", ["+T", dir], { stdio: ["ignore", "pipe", "pipe"] }));
-  if (r.code !== 0) note(B, `chattr +T ${dir} failed (${r.stderr.trim()}): overlayfs's snapshots stay in their parent's block group`);
 }
 
 async function ctrOk(h: Harness, ...args: string[]): Promise<string> {
@@ -191,7 +186,8 @@ try {
   // which a journal-less ext4 passes over one by one. The overlayfs snapshotter's
   // directory gets the same, so that the pulls compare the two designs and not where
   // ext4 put their inodes (without it overlayfs's pull took 1.4-2.2 s here, not 0.75).
-  await setTopdir(path.join(h.dir, "root/io.containerd.snapshotter.v1.overlayfs/snapshots"));
+  const snapshots = path.join(h.dir, "root/io.containerd.snapshotter.v1.overlayfs/snapshots");
+  if (!await spreadSubdirs(snapshots)) note(B, `chattr +T ${snapshots} failed: overlayfs's snapshots stay in their parent's block group`);
   progress(`ctr images pull (5 layers) ${PULLS}x each`);
   const pullTimes: Record<string, number[]> = { overlay: [], thin: [] };
   const pulls = async (times: Record<string, number[]>) => {

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fsp from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { UnpackStaging } from "../../src/daemon/staging.ts";
@@ -71,7 +72,7 @@ test("applyTo hands the key's upper to the applier; a key not staged is ENOENT",
 
 const lsattr = (p: string) => spawnSync("lsattr", ["-d", p], { encoding: "utf8" });
 const onExt4 = (p: string) => spawnSync("stat", ["-f", "-c", "%T", p], { encoding: "utf8" }).stdout.trim() === "ext2/ext3";
-const ext4Skip = lsattr("/").status !== 0 ? "no lsattr (e2fsprogs)" : !onExt4(process.env.TMPDIR || "/tmp") ? "the temporary directory is not on ext4" : false;
+const ext4Skip = lsattr("/").status !== 0 ? "no lsattr (e2fsprogs)" : !onExt4(os.tmpdir()) ? "the temporary directory is not on ext4" : false;
 
 test("on ext4 the staging root spreads its subdirectories over block groups (chattr +T)", { skip: ext4Skip }, async () => {
   await withStaging(async (staging, root) => {
